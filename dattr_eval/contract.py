@@ -1,0 +1,113 @@
+"""The attribution contract: the one rule every explainer and metric shares.
+
+An attribution tensor ``A`` is a float ``torch.Tensor`` of shape ``(n_test, n_train)``;
+``A[i, j]`` is how much training sample ``j`` supports the model's output for the
+explained class of test sample ``i`` (positive supports, negative opposes, 0 = none).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+
+class AttributionContractError(ValueError):
+    """Raised when a tensor breaks the attribution contract (see DESIGN.md)."""
+
+
+class TopK(NamedTuple):
+    """The ``k`` largest attributions per test sample.
+
+    values: ``(n_test, k)`` float, sorted descending along each row.
+    indices: ``(n_test, k)`` int64 training-set indices of those values.
+    """
+
+    values: torch.Tensor
+    indices: torch.Tensor
+
+
+def _first_bad_position(mask: torch.Tensor) -> tuple[int, ...]:
+    return tuple(int(v) for v in mask.nonzero()[0].tolist())
+
+
+def check_attributions(
+    a: object,
+    n_test: int | None = None,
+    n_train: int | None = None,
+    *,
+    name: str = "attributions",
+) -> torch.Tensor:
+    """Validate an attribution tensor against the contract and return it unchanged.
+
+    Args:
+        a: the candidate attributions, expected ``torch.Tensor`` of shape ``(n_test, n_train)``.
+        n_test: expected number of rows (test samples); ``None`` skips the check.
+        n_train: expected number of columns (training samples); ``None`` skips the check.
+        name: the argument name used in error messages.
+
+    Raises:
+        AttributionContractError: naming what is wrong (type, ndim, shape, dtype, NaN/inf).
+    """
+    if not isinstance(a, torch.Tensor):
+        raise AttributionContractError(
+            f"{name} must be a torch.Tensor of shape (n_test, n_train), got {type(a).__name__}"
+        )
+    if a.ndim != 2:
+        raise AttributionContractError(
+            f"{name} must be 2-dimensional (n_test, n_train), got ndim={a.ndim} "
+            f"with shape {tuple(a.shape)}"
+        )
+    expected = (n_test if n_test is not None else a.shape[0], n_train if n_train is not None else a.shape[1])
+    if tuple(a.shape) != expected:
+        hint = ""
+        if tuple(a.shape) == expected[::-1]:
+            hint = " (it looks transposed: the contract is (n_test, n_train))"
+        raise AttributionContractError(
+            f"{name} has shape {tuple(a.shape)}, expected (n_test, n_train) = {expected}{hint}"
+        )
+    if not a.is_floating_point():
+        raise AttributionContractError(f"{name} must have a floating dtype, got {a.dtype}")
+    finite = torch.isfinite(a)
+    if not bool(finite.all()):
+        nan = torch.isnan(a)
+        n_nan = int(nan.sum())
+        n_inf = int((~finite).sum()) - n_nan
+        first = _first_bad_position(~finite)
+        raise AttributionContractError(
+            f"{name} contains {n_nan} NaN and {n_inf} inf value(s); first at "
+            f"[test {first[0]}, train {first[1]}]"
+        )
+    return a
+
+
+def topk(a: torch.Tensor | TopK, k: int) -> TopK:
+    """Return the ``k`` largest attributions per row as ``TopK(values, indices)``, each ``(n_test, k)``.
+
+    Ties are broken towards the smaller training index, so results are deterministic.
+    A ``TopK`` with at least ``k`` columns is accepted too and truncated, so metrics work on
+    streamed top-k results as well as on dense attributions.
+    """
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    if isinstance(a, TopK):
+        if a.values.shape[1] < k:
+            raise ValueError(f"k={k} exceeds the {a.values.shape[1]} entries kept per row of the TopK")
+        return TopK(a.values[:, :k], a.indices[:, :k])
+    check_attributions(a)
+    if k > a.shape[1]:
+        raise ValueError(f"k={k} exceeds n_train={a.shape[1]}")
+    # A stable descending sort gives deterministic tie-breaking (lowest index first).
+    values, indices = torch.sort(a, dim=1, descending=True, stable=True)
+    return TopK(values[:, :k].contiguous(), indices[:, :k].contiguous())
+
+
+def merge_topk(first: TopK, second: TopK, k: int, offset: int = 0) -> TopK:
+    """Merge two top-k results over disjoint column blocks; ``second``'s indices are shifted by ``offset``.
+
+    Used to stream top-k over chunks of the training set: memory stays ``(n_test, k)``.
+    """
+    values = torch.cat([first.values, second.values], dim=1)
+    indices = torch.cat([first.indices, second.indices + offset], dim=1)
+    order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, :k]
+    return TopK(values.gather(1, order), indices.gather(1, order))

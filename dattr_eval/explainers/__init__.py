@@ -1,0 +1,30 @@
+"""Explainers: registry and built-in training-data attribution methods.
+
+``register`` adds a class under a name, ``create(name, **hyper)`` builds one, ``names()``
+lists them. Built-in modules are imported at the bottom so they register themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dattr_eval.explainers.base import Explainer, NotFittedError
+from dattr_eval.registry import Registry
+
+REGISTRY: Registry[Explainer] = Registry("explainer")
+register = REGISTRY.register
+names = REGISTRY.names
+get = REGISTRY.get
+
+
+def create(name: str, **kwargs: Any) -> Explainer:
+    """Build the explainer registered under ``name`` with hyperparameters ``kwargs``."""
+    return REGISTRY.create(name, **kwargs)
+
+
+__all__ = ["Explainer", "NotFittedError", "REGISTRY", "register", "create", "names", "get"]
+
+# Built-in explainers register on import (kept last: they import ``register`` from here).
+from dattr_eval.discovery import import_submodules  # noqa: E402
+
+import_submodules(__name__, __path__, skip=("base",))

@@ -1,0 +1,50 @@
+"""The random baseline: seeded uniform scores, the floor every metric must beat."""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from dattr_eval.explainers import register
+from dattr_eval.explainers.base import Explainer
+
+
+def _content_key(x: torch.Tensor) -> int:
+    """A process-independent 63-bit key of a tensor's bytes (Python's ``hash`` is salted)."""
+    digest = hashlib.blake2b(x.detach().cpu().contiguous().numpy().tobytes(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+@register("random")
+class RandomExplainer(Explainer):
+    """Uniform random attributions in ``[0, 1)``, reproducible from ``seed``.
+
+    Each test input's row depends only on the seed and the input's content (a hash of its
+    bytes), so explaining the same input twice, alone or in any batch, gives the same row.
+    Cost: O(n_test × n_train) random numbers, no model pass.
+    """
+
+    summary = "seeded uniform random scores (baseline)"
+    citation = "—"
+
+    def __init__(self, seed: int = 0, device: str | None = None) -> None:
+        self.seed = seed
+        self.device = device
+
+    def _fit(self, model: nn.Module, train_dataset: Dataset) -> None:
+        pass
+
+    def _row(self, key: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed((self.seed * 1_000_003 + key) % (2**63 - 1))
+        return torch.rand(self.n_train_, generator=gen)
+
+    def _explain(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        keys = [_content_key(x) for x in inputs]
+        return torch.stack([self._row(k) for k in keys]).to(inputs.device)
+
+    def _self_influence(self) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(self.seed)
+        return torch.rand(self.n_train_, generator=gen)
