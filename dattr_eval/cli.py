@@ -1,0 +1,130 @@
+"""The ``dattr-eval`` command line: ``list``, ``run``, ``report``.
+
+Examples::
+
+    dattr-eval list
+    dattr-eval run --benchmark digits-mislabel --explainers random,dualview --out results/d
+    dattr-eval run --benchmark 'digits-*' --explainers all --out results/digits
+    dattr-eval report results/d
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import sys
+from typing import Sequence
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _benchmark_names(patterns: Sequence[str]) -> list[str]:
+    """Registry names matching each pattern (shell-style wildcards), in order, without repeats."""
+    from dattr_eval import benchmarks
+
+    names: list[str] = []
+    for pattern in patterns:
+        matched = fnmatch.filter(benchmarks.names(), pattern) if any(c in pattern for c in "*?[") else [pattern]
+        if not matched:
+            raise SystemExit(f"dattr-eval: --benchmark {pattern!r} matches no benchmark; see `dattr-eval list`")
+        for name in matched:
+            benchmarks.REGISTRY.canonical(name)  # unknown names fail here, with close matches
+            names.extend([name] if name not in names else [])
+    return names
+
+
+def _print_listing(title: str, summaries: dict[str, str]) -> None:
+    print(f"{title}:")
+    width = max((len(n) for n in summaries), default=0)
+    for name, summary in summaries.items():
+        print(f"  {name.ljust(width)}  {summary}")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    import dattr_eval
+    from dattr_eval import benchmarks
+
+    listings = {
+        "explainers": dattr_eval.available_explainers,
+        "metrics": dattr_eval.available_metrics,
+        "benchmarks": benchmarks.summaries,
+    }
+    for kind in [args.kind] if args.kind else list(listings):
+        _print_listing(kind, listings[kind]())
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from dattr_eval.evaluation import Evaluator
+    from dattr_eval.evaluation.report import leaderboard, to_markdown
+
+    explainers = "all" if args.explainers.strip() == "all" else _split(args.explainers)
+    evaluator = Evaluator(
+        _benchmark_names(args.benchmark),
+        explainers,
+        metrics=_split(args.metrics) if args.metrics else None,
+        out_dir=args.out,
+        device=args.device,
+        batch_size=args.batch_size,
+        cache_dir=args.cache_dir,
+        data_dir=args.data_dir,
+        progress=not args.no_progress,
+    )
+    results = evaluator.run()
+    print(to_markdown(leaderboard(results)))
+    print(f"\nresults: {evaluator.store.path}  (make the report with: dattr-eval report {args.out})")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from dattr_eval.evaluation.report import report, to_markdown
+
+    board = report(args.out_dir, figures=not args.no_figures)
+    print(to_markdown(board))
+    print(f"\nwritten: {args.out_dir}/leaderboard.html, leaderboard.md, leaderboard.csv" + ("" if args.no_figures else " and figures (PNG)"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dattr-eval", description="Score training-data attribution methods.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_list = sub.add_parser("list", help="list explainers, metrics and benchmarks with summaries")
+    p_list.add_argument("kind", nargs="?", choices=["explainers", "metrics", "benchmarks"])
+    p_list.set_defaults(func=cmd_list)
+
+    p_run = sub.add_parser("run", help="evaluate explainers on benchmarks; results go to --out")
+    p_run.add_argument("--benchmark", action="append", required=True,
+                       help="benchmark name or wildcard pattern ('digits-*'); repeat for several")
+    p_run.add_argument("--explainers", required=True, help="comma-separated explainer names, or 'all'")
+    p_run.add_argument("--metrics", help="comma-separated metric names (default: each benchmark's own)")
+    p_run.add_argument("--out", required=True, help="output directory (a rerun resumes there)")
+    p_run.add_argument("--device", default=None, help="cpu (default) or cuda")
+    p_run.add_argument("--batch-size", type=int, default=64, help="test samples per explained batch")
+    p_run.add_argument("--data-dir", default=None, help="dataset files for benchmarks that are not bundled")
+    p_run.add_argument("--cache-dir", default=None, help="trained-model cache (default ~/.cache/dattr_eval)")
+    p_run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p_run.set_defaults(func=cmd_run)
+
+    p_report = sub.add_parser("report", help="write the leaderboard (Markdown, HTML, figures) of a results directory")
+    p_report.add_argument("out_dir")
+    p_report.add_argument("--no-figures", action="store_true")
+    p_report.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dattr-eval`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (KeyError, FileNotFoundError, ValueError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"dattr-eval {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
