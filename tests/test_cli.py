@@ -1,0 +1,48 @@
+"""CLI: list, run, report, errors (run on the bundled digits data)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from dattr_eval.cli import _benchmark_names, main
+from dattr_eval.evaluation.store import ResultStore
+
+
+def test_list_shows_explainers_metrics_and_benchmarks(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "explainers:" in out and "metrics:" in out and "benchmarks:" in out
+    assert "random" in out and "seeded uniform random scores" in out
+    assert main(["list", "explainers"]) == 0
+    assert "benchmarks:" not in capsys.readouterr().out
+
+
+def test_report_command_writes_files(tmp_path, capsys):
+    ResultStore(tmp_path).append([
+        {"benchmark": "b", "explainer": "e", "metric": "m", "kind": "metric", "status": "ok", "score": 0.5,
+         "higher_is_better": True},
+        {"benchmark": "b", "explainer": "e", "metric": "", "kind": "profile", "status": "ok", "fit_s": 1.0,
+         "explain_s": 1.0, "rss_increase_mb": 3.0, "n_train": 5, "n_test": 2},
+    ])
+    assert main(["report", str(tmp_path)]) == 0
+    assert "| e |" in capsys.readouterr().out
+    assert (tmp_path / "leaderboard.html").exists() and (tmp_path / "heatmap.png").exists()
+
+
+def test_errors_are_reported_not_raised(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "empty")]) == 2
+    assert "no results" in capsys.readouterr().err
+    assert main(["run", "--benchmark", "no-such-bench", "--explainers", "random", "--out", str(tmp_path)]) == 2
+    assert "unknown benchmark" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run", "--explainers", "random", "--out", str(tmp_path)])  # --benchmark is required
+
+
+def test_python_dash_m_entry_point():
+    out = subprocess.run([sys.executable, "-m", "dattr_eval.cli", "list", "explainers"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "random" in out
