@@ -13,6 +13,7 @@ trains (or loads the cached) model.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
@@ -176,6 +177,15 @@ class BenchmarkSpec(ParamsMixin):
 
     name: ClassVar[str] = "benchmark"
     summary: ClassVar[str] = ""
+    #: the metrics the built benchmark scores (known before building, so reruns can skip it)
+    metrics: ClassVar[tuple[Any, ...]] = ()
+
+    @property
+    def label(self) -> str:
+        """The built benchmark's name: the registry name, plus hyperparameters that differ from the defaults."""
+        signature = inspect.signature(type(self).__init__).parameters
+        changed = {k: v for k, v in self.get_params().items() if v != signature[k].default}
+        return self.name if not changed else f"{self.name}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
     def build(
         self,

@@ -371,11 +371,10 @@ def _as_list(value: Any, scalar_types: tuple[type, ...]) -> list[Any]:
 
 
 def _benchmark_name(spec: str | BenchmarkSpec | Benchmark) -> str:
+    """The name the built benchmark will carry in the results."""
     if isinstance(spec, str):
-        from dattr_eval.benchmarks import REGISTRY
-
-        return REGISTRY.canonical(spec)
-    return spec.name
+        spec = create_benchmark(spec)
+    return spec.label if isinstance(spec, BenchmarkSpec) else spec.name
 
 
 def _pending(
