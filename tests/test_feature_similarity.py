@@ -9,7 +9,11 @@ from sklearn.metrics.pairwise import cosine_similarity
 
 from dattr_eval import explainers
 from dattr_eval.contract import check_attributions
-from tests._digits_models import digits_split, small_mlp
+from tests._digits_models import (
+    digits_split,
+    single_thread,  # noqa: F401 (autouse fixture)
+    small_mlp,
+)
 
 N_TRAIN, N_TEST = 120, 17
 

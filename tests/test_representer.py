@@ -10,7 +10,11 @@ from scipy.special import log_softmax, softmax
 
 from dattr_eval import explainers
 from dattr_eval.contract import check_attributions
-from tests._digits_models import digits_split, small_mlp
+from tests._digits_models import (
+    digits_split,
+    single_thread,  # noqa: F401 (autouse fixture)
+    small_mlp,
+)
 
 N_TRAIN, N_TEST, L2 = 150, 23, 0.003
 
