@@ -306,3 +306,30 @@ def test_warnings_not_prints(tmp_path, capsys):
         warnings.simplefilter("error")
         evaluate([bench], {"r": RandomExplainer()}, out_dir=tmp_path, progress=False)
     assert capsys.readouterr().out == ""
+
+
+class CheckpointProbe(RandomExplainer):
+    """Records the checkpoints and learning rates it was fitted with."""
+
+    seen: list = []
+
+    def __init__(self, seed: int = 0, checkpoints=None, learning_rates=1.0) -> None:
+        super().__init__(seed=seed)
+        self.checkpoints = checkpoints
+        self.learning_rates = learning_rates
+
+    def _fit(self, model, train_dataset):
+        CheckpointProbe.seen.append((self.checkpoints, self.learning_rates))
+
+
+def test_training_checkpoints_are_handed_to_explainers_that_take_them(tmp_path):
+    from collections import namedtuple
+
+    Ckpt = namedtuple("Ckpt", "path epoch lr")
+    bench = _bench(checkpoints=[Ckpt(tmp_path / "e1.pt", 1, 0.1), Ckpt(tmp_path / "e2.pt", 2, 0.01)])
+    CheckpointProbe.seen = []
+    df = evaluate([bench], {"auto": CheckpointProbe(), "own": CheckpointProbe(checkpoints=["mine.pt"])},
+                  out_dir=tmp_path, progress=False)
+    assert CheckpointProbe.seen == [([str(tmp_path / "e1.pt"), str(tmp_path / "e2.pt")], [0.1, 0.01]), (["mine.pt"], 1.0)]
+    # the recorded hyperparameters are the user's, not the attached paths
+    assert df[df.explainer == "auto"].explainer_params.iloc[0] == '{"checkpoints": null, "learning_rates": 1.0, "seed": 0}'

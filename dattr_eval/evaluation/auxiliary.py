@@ -44,11 +44,18 @@ def randomize_model(model: nn.Module, seed: int = 0) -> nn.Module:
 def attach_training_run(explainer: Explainer, checkpoints: Sequence[Any]) -> Explainer:
     """Give ``explainer`` the benchmark's training checkpoints if it takes them and has none set.
 
-    An explainer opts in with a ``checkpoints`` hyperparameter (default ``None``); each checkpoint
-    has ``path``, ``epoch`` and ``lr`` (``dattr_eval.models.Checkpoint``).
+    The convention of ``explainers.gradients.resolve_checkpoints`` (TracIn): an explainer opts in
+    with a ``checkpoints`` hyperparameter (``None`` = use the fitted model only) and optionally
+    ``learning_rates``. Each benchmark checkpoint has ``path``, ``epoch`` and ``lr``
+    (``dattr_eval.models.Checkpoint``); the paths and the learning rates in use when each was
+    saved are set. Explainers given explicit checkpoints keep them.
     """
-    if checkpoints and "checkpoints" in explainer.get_params() and not explainer.get_params()["checkpoints"]:
-        explainer.checkpoints = list(checkpoints)
+    params = explainer.get_params()
+    if not checkpoints or "checkpoints" not in params or params["checkpoints"] is not None:
+        return explainer
+    explainer.checkpoints = [str(c.path) for c in checkpoints]
+    if "learning_rates" in params:
+        explainer.learning_rates = [float(c.lr) for c in checkpoints]
     return explainer
 
 
