@@ -30,45 +30,10 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from dattr_eval.data.loading import make_loader
-from dattr_eval.explainers.features import classifier_layer
 
 #: largest parameter count for which the ``exact`` solver builds the dense Hessian
 #: (``p^2`` float64 entries: 5,000 parameters = 200 MB).
 EXACT_MAX_PARAMS = 5_000
-
-
-def resolve_parameters(model: nn.Module, params: str | Sequence[str] | None) -> list[str]:
-    """Names of the parameters to differentiate, in the model's ``named_parameters`` order.
-
-    Args:
-        params: ``None`` = every trainable parameter; ``"last_layer"`` = those of the classifier
-            layer (the last ``nn.Linear``); another string = every parameter of that submodule
-            (e.g. ``"fc2"``); a list = exactly those parameter names.
-
-    Raises:
-        ValueError: an unknown name, or nothing trainable selected.
-    """
-    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
-    if params is None:
-        chosen = trainable
-    elif isinstance(params, str):
-        prefix = classifier_layer(model)[0] if params == "last_layer" else params
-        chosen = [n for n in trainable if n == prefix or n.startswith(prefix + ".")]
-        if not chosen:
-            raise ValueError(
-                f"params={params!r} selects no trainable parameter; use None, 'last_layer', a "
-                f"submodule name or a list of parameter names from {trainable}"
-            )
-    else:
-        unknown = [n for n in params if n not in trainable]
-        if unknown:
-            raise ValueError(
-                f"params names {unknown} are not trainable parameters; known: {trainable}"
-            )
-        chosen = [n for n in trainable if n in set(params)]
-    if not chosen:
-        raise ValueError("the model has no trainable parameters to differentiate")
-    return chosen
 
 
 class TrainingHessian:
@@ -77,7 +42,7 @@ class TrainingHessian:
     Args:
         model: the network (used functionally; its parameters are not modified).
         dataset: the ``(x, y)`` samples whose mean loss defines ``H``.
-        names: parameter names defining ``theta`` (see :func:`resolve_parameters`).
+        names: parameter names defining ``theta`` (see ``gradients.param_names``).
         damping: added to the diagonal, ``>= 0``.
         batch_size: samples per streamed batch.
         rhs_chunk: right-hand sides vectorised together (memory ``rhs_chunk x batch`` activations).
@@ -313,31 +278,34 @@ def arnoldi_eigenpairs(
 
     Runs ``n_iter`` Arnoldi steps from a seeded Gaussian start (one streamed product each, full
     re-orthogonalisation), then diagonalises the ``(n_iter, n_iter)`` Hessenberg matrix (symmetrised:
-    ``H`` is symmetric). Memory: the Krylov basis, ``n_iter x p``.
+    ``H`` is symmetric). Memory: the Krylov basis, ``(n_iter + 1) x p`` in the model's dtype.
 
     Returns:
-        eigenvalues ``(k,)`` float64 and orthonormal eigenvectors ``(k, p)`` (rows), ``k <= top_k``.
+        eigenvalues ``(k,)`` float64 and orthonormal eigenvectors ``(k, p)`` (rows, the model's
+        dtype), ``k <= top_k``.
     """
+    dtype = op.theta.dtype
     gen = torch.Generator().manual_seed(seed)
-    q = torch.randn(op.dim, generator=gen, dtype=torch.float64)
-    basis = [(q / q.norm()).to(op.device)]
+    basis = torch.zeros(n_iter + 1, op.dim, dtype=dtype, device=op.device)
+    start = torch.randn(op.dim, generator=gen, dtype=torch.float64)
+    basis[0] = (start / start.norm()).to(op.device, dtype)
     hess = torch.zeros(n_iter + 1, n_iter, dtype=torch.float64)
+    tiny = 100 * torch.finfo(dtype).eps
     for j in tqdm(range(n_iter), desc="Arnoldi", disable=not op.progress, leave=False):
-        w = op(basis[j][None].to(op.theta.dtype))[0].double()
+        w = op(basis[j][None])[0]
         for _ in range(2):  # Gram-Schmidt twice keeps the basis orthonormal in floating point
-            Q = torch.stack(basis)
-            coef = Q @ w
-            hess[: j + 1, j] += coef.cpu()
-            w = w - coef @ Q
-        hess[j + 1, j] = w.norm().cpu()
-        if float(hess[j + 1, j]) <= 1e-10 * float(hess[: j + 1, j].abs().max()):
+            coef = basis[: j + 1] @ w
+            hess[: j + 1, j] += coef.double().cpu()
+            w = w - coef @ basis[: j + 1]
+        hess[j + 1, j] = float(w.norm())
+        if float(hess[j + 1, j]) <= tiny * float(hess[: j + 1, j].abs().max()):
             break  # invariant subspace found: the Krylov space is exhausted
-        basis.append(w / w.norm())
+        basis[j + 1] = w / w.norm()
     m = j + 1
     small = hess[:m, :m]
     values, vectors = torch.linalg.eigh((small + small.T) / 2)
     order = values.abs().argsort(descending=True)[: min(top_k, m)]
-    eigvecs = vectors[:, order].T.to(op.device) @ torch.stack(basis[:m])
+    eigvecs = vectors[:, order].T.to(op.device, dtype) @ basis[:m]
     return values[order].to(op.device), eigvecs
 
 
@@ -351,7 +319,7 @@ class ArnoldiInverse:
 
     def project(self, G: torch.Tensor) -> torch.Tensor:
         """Coordinates of ``G (m, p)`` on the eigenvectors, ``(m, k)``."""
-        return (G.double() @ self.eigenvectors.T).to(G.dtype)
+        return G @ self.eigenvectors.to(G.dtype).T
 
     def precondition(self, C: torch.Tensor) -> torch.Tensor:
         """Coordinates ``C (m, k)`` divided by the eigenvalues: ``U^T H^{-1}`` on the span."""
