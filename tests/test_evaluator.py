@@ -333,3 +333,39 @@ def test_training_checkpoints_are_handed_to_explainers_that_take_them(tmp_path):
     assert CheckpointProbe.seen == [([str(tmp_path / "e1.pt"), str(tmp_path / "e2.pt")], [0.1, 0.01]), (["mine.pt"], 1.0)]
     # the recorded hyperparameters are the user's, not the attached paths
     assert df[df.explainer == "auto"].explainer_params.iloc[0] == '{"checkpoints": null, "learning_rates": 1.0, "seed": 0}'
+
+
+def test_retrain_fn_scores_the_whole_test_set_and_is_cached(tmp_path):
+    trained = []
+
+    def retrain(indices):
+        torch.manual_seed(int(indices.sum()))
+        trained.append(len(indices))
+        return nn.Sequential(nn.Linear(64, 10))
+
+    class RetrainProbe(Metric):
+        """Calls retrain_fn on the first 30 training samples twice per batch."""
+
+        name = "retrain_probe"
+        requires = ("retrain_fn", "test_positions")
+        outputs: list = []
+
+        def __init__(self) -> None:
+            super().__init__()
+
+        def score_batch(self, attributions, truth):
+            out = truth.retrain_fn(torch.arange(30))
+            assert torch.equal(out, truth.retrain_fn(torch.arange(30)))
+            RetrainProbe.outputs.append((out, truth.test_positions))
+            return out[truth.test_positions]
+
+    bench = _bench(metrics=(RetrainProbe(),), retrain=retrain, cache_dir=tmp_path / "cache")
+    df = evaluate([bench], {"r": RandomExplainer()}, out_dir=tmp_path, batch_size=16, progress=False)
+    assert trained == [30]  # one retraining for all calls and batches
+    out, _ = RetrainProbe.outputs[0]
+    torch.manual_seed(int(torch.arange(30).sum()))
+    model = nn.Sequential(nn.Linear(64, 10))
+    expected = torch.log_softmax(model(bench.test_inputs), 1).gather(1, bench.truth.test_targets[:, None])[:, 0]
+    assert out.shape == (N_TEST,) and torch.allclose(out, expected.detach(), atol=1e-6)
+    assert torch.cat([p for _, p in RetrainProbe.outputs]).tolist() == list(range(N_TEST))
+    assert _metric_rows(df).score.iloc[0] == pytest.approx(float(expected.mean()), rel=1e-5)

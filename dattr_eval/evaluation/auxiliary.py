@@ -82,45 +82,53 @@ def lds_subsets(n_train: int, m: int, fraction: float, seed: int) -> torch.Tenso
     return masks
 
 
-def lds_ground_truth(bench: Any, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def lds_ground_truth(
+    bench: Any, retrain_fn: Callable[[torch.Tensor], torch.Tensor], progress: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Subset masks ``(m, n_train)`` and retrained outputs ``(m, n_test)`` for ``bench``.
 
-    Each of the ``bench.lds_subsets`` models is trained with ``bench.retrain`` on one subset;
-    its output is the log-probability of each test sample's target class. Cached under
-    ``bench.cache_dir`` (when set) by the benchmark name, ``m``, fraction, seed and test indices.
+    ``m = bench.lds_subsets`` seeded random subsets of ``bench.lds_fraction · n_train`` samples;
+    row ``i`` of the outputs is ``retrain_fn`` (see ``make_retrain_fn``, which caches) on subset ``i``.
+    """
+    masks = lds_subsets(bench.n_train, bench.lds_subsets, bench.lds_fraction, bench.seed)
+    outputs = [
+        retrain_fn(mask.nonzero()[:, 0])
+        for mask in tqdm(masks, desc=f"{bench.name}: LDS retraining", leave=False, disable=not progress)
+    ]
+    return masks, torch.stack(outputs)
+
+
+def _test_digest(bench: Any) -> str:
+    test_key = bench.truth.test_indices if bench.truth.test_indices is not None else bench.test_inputs
+    return hashlib.blake2b(test_key.cpu().contiguous().numpy().tobytes(), digest_size=6).hexdigest()
+
+
+def make_retrain_fn(bench: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``train_indices (k,) int64 -> (n_test,) float32``: retrain on those samples, score the test set.
+
+    The output is ``log_softmax(model(x_t))[target_t]`` for every explained test sample in
+    benchmark order (``GroundTruth.retrain_fn``'s contract, the same output as LDS). Results are
+    cached per index set in memory and, when ``bench.cache_dir`` is set, on disk.
     """
     if bench.retrain is None:
-        raise ValueError(f"benchmark {bench.name!r} has no retrain recipe; LDS needs one")
-    m, fraction, seed = bench.lds_subsets, bench.lds_fraction, bench.seed
-    masks = lds_subsets(bench.n_train, m, fraction, seed)
-    cache = _lds_cache_path(bench, m, fraction, seed)
-    if cache is not None and cache.exists():
-        stored = torch.load(cache, weights_only=True)
-        if torch.equal(stored["masks"], masks):
-            return masks, stored["outputs"]
-    targets = bench.truth.test_targets
-    outputs = torch.stack(
-        [
-            target_log_probs(bench.retrain(mask.nonzero()[:, 0]), bench.test_inputs, targets)
-            for mask in tqdm(masks, desc=f"{bench.name}: LDS retraining", leave=False, disable=not progress)
-        ]
-    )
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"masks": masks, "outputs": outputs}, cache)
-    return masks, outputs
-
-
-def _lds_cache_path(bench: Any, m: int, fraction: float, seed: int) -> Path | None:
-    if bench.cache_dir is None:
-        return None
-    test_key = bench.truth.test_indices if bench.truth.test_indices is not None else bench.test_inputs
-    digest = hashlib.blake2b(test_key.cpu().contiguous().numpy().tobytes(), digest_size=6).hexdigest()
-    return Path(bench.cache_dir) / "lds" / f"{bench.name}-m{m}-f{fraction}-s{seed}-{digest}.pt"
-
-
-def make_retrain_fn(bench: Any) -> Callable[[torch.Tensor], Any]:
-    """``indices -> model`` retraining the benchmark's recipe on those training indices."""
-    if bench.retrain is None:
         raise ValueError(f"benchmark {bench.name!r} has no retrain recipe")
-    return bench.retrain
+    memo: dict[str, torch.Tensor] = {}
+    folder = Path(bench.cache_dir) / "retrain" / f"{bench.name}-{_test_digest(bench)}" if bench.cache_dir else None
+
+    def retrain_fn(train_indices: torch.Tensor) -> torch.Tensor:
+        indices = torch.as_tensor(train_indices).long().cpu()
+        key = hashlib.blake2b(indices.contiguous().numpy().tobytes(), digest_size=10).hexdigest()
+        if key in memo:
+            return memo[key]
+        path = folder / f"{key}.pt" if folder is not None else None
+        if path is not None and path.exists():
+            memo[key] = torch.load(path, weights_only=True)
+            return memo[key]
+        outputs = target_log_probs(bench.retrain(indices), bench.test_inputs, bench.truth.test_targets)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(outputs, path)
+        memo[key] = outputs
+        return outputs
+
+    return retrain_fn

@@ -160,10 +160,15 @@ class Evaluator:
         else:
             bench = spec
         bench.model.to(self.device).eval()
+        bench = replace(bench, truth=replace(bench.truth, test_positions=torch.arange(bench.n_test)))
         metric_set, skipped = self._metric_set(bench)
-        if any(set(m.requires) & set(LDS_FIELDS) for m in metric_set.values()):
-            masks, outputs = lds_ground_truth(bench, progress=self.progress)
-            bench = replace(bench, truth=replace(bench.truth, subset_masks=masks, subset_outputs=outputs))
+        needs = {f for m in metric_set.values() for f in m.requires}
+        if needs & {*LDS_FIELDS, RETRAIN}:
+            retrain_fn = make_retrain_fn(bench)
+            bench = replace(bench, truth=replace(bench.truth, retrain_fn=retrain_fn))
+            if needs & set(LDS_FIELDS):
+                masks, outputs = lds_ground_truth(bench, retrain_fn, progress=self.progress)
+                bench = replace(bench, truth=replace(bench.truth, subset_masks=masks, subset_outputs=outputs))
         return bench, metric_set, skipped
 
     def _metric_set(self, bench: Benchmark) -> tuple[dict[str, Metric], dict[str, tuple[Metric, str]]]:
@@ -272,8 +277,6 @@ class Evaluator:
                         truth = replace(truth, self_influence=explainer.self_influence().detach().cpu())
                 except Exception as exc:
                     self._fail(metrics, results, SELF_INFLUENCE, exc)
-            if RETRAIN in needs:
-                truth = replace(truth, retrain_fn=make_retrain_fn(bench))
             randomized = None
             if RANDOMIZED in needs and _active(metrics, results, RANDOMIZED):
                 try:
