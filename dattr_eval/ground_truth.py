@@ -21,6 +21,7 @@ TEST_FIELDS: dict[str, int] = {
     "randomized_attributions": 0,
     "subset_outputs": 1,
     "test_indices": 0,
+    "test_positions": 0,
 }
 
 
@@ -37,15 +38,20 @@ class GroundTruth:
         shortcut_class: the class whose training images carry the mark.
         self_influence: ``(n_train,)`` float, the explainer's self-influence scores.
         subset_masks: ``(m, n_train)`` bool, the training subsets of retrained models (LDS).
-        retrain_fn: ``indices (n_sel,) -> outputs``: retrains the benchmark's model on the given
-            training indices and returns its target outputs on the test batch ``(b,)``, or a
-            scalar loss where the metric documents so (coreset / pruning / leave-k-out).
+        retrain_fn: ``train_indices (n_sel,) int64 -> (n_test,) float``: a model trained from
+            scratch (benchmark recipe, fixed seed) on exactly those training samples, evaluated on
+            the benchmark's *whole* test set in benchmark order: ``log_softmax(f(x_t))[target_t]``
+            for every test point ``t`` (the same output as ``subset_outputs``). Deterministic per
+            index set; the evaluator caches it. Used by ``fidelity(mode="leave_k_out")``,
+            ``coreset_selection`` and ``data_pruning``, which pick rows via ``test_positions``.
         n_classes: number of classes the model predicts.
 
     Test-level fields (first dimension = test samples of the batch, except ``subset_outputs``):
         test_labels: ``(b,)`` true labels; test_targets: ``(b,)`` explained classes;
         test_predictions: ``(b,)`` model predictions; test_fine_labels: ``(b,)`` fine labels;
-        test_indices: ``(b,)`` positions of the batch in the benchmark's test set;
+        test_indices: ``(b,)`` indices of the batch's samples in the source test dataset;
+        test_positions: ``(b,)`` int64 rows of the batch in the benchmark's test set (``0..n_test-1``),
+            indexing ``retrain_fn``'s output; when absent, metrics assume batches arrive in order;
         randomized_attributions: ``(b, n_train)`` attributions of a randomised model;
         subset_outputs: ``(m, b)`` the retrained models' target outputs on the batch.
     """
@@ -64,6 +70,7 @@ class GroundTruth:
     test_predictions: torch.Tensor | None = None
     test_fine_labels: torch.Tensor | None = None
     test_indices: torch.Tensor | None = None
+    test_positions: torch.Tensor | None = None
     randomized_attributions: torch.Tensor | None = None
     subset_outputs: torch.Tensor | None = None
 

@@ -1,0 +1,42 @@
+"""Model randomisation: attributions should change when the model's weights are randomised."""
+
+from __future__ import annotations
+
+import torch
+
+from dattr_eval.contract import check_attributions
+from dattr_eval.ground_truth import GroundTruth
+from dattr_eval.metrics import register
+from dattr_eval.metrics._common import finite_mean_result
+from dattr_eval.metrics._ranking import spearman_rows
+from dattr_eval.metrics.base import Metric, MetricResult
+
+
+@register("model_randomization")
+class ModelRandomization(Metric):
+    """Mean Spearman correlation between the attributions of the trained and of a randomised model.
+
+    Per test point: Spearman rank correlation (ties share their mean rank) over the ``n_train``
+    entries of ``A(x)`` and ``randomized_attributions(x)`` — the same explainer fitted on a copy of
+    the model with re-initialised weights, produced by the evaluator. Score = mean; lower is better
+    (a method that ignores the model keeps ~1). A constant row has no rank correlation: it is left
+    out with a warning (NaN in ``per_sample``).
+    """
+
+    summary = "Spearman correlation with a randomised model's attributions (lower is better)"
+    citation = "Hanawa et al., Evaluation of Similarity-based Explanations, ICLR 2021"
+    category = "sanity"
+    higher_is_better = False
+    requires = ("randomized_attributions",)
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def score_batch(self, attributions: torch.Tensor, truth: GroundTruth) -> torch.Tensor:
+        randomized = check_attributions(truth.randomized_attributions, *attributions.shape, name="randomized_attributions")
+        return spearman_rows(attributions.detach().double(), randomized.detach().to(attributions.device).double())
+
+    def compute(self) -> MetricResult:
+        if not self._per_sample:
+            raise RuntimeError(f"metric {self.name!r}: compute() called before any update()")
+        return finite_mean_result(self, torch.cat(self._per_sample).double(), "constant attribution row")
