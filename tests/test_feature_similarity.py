@@ -77,3 +77,9 @@ def test_get_params():
         "batch_size": 256,
         "device": None,
     }
+
+
+def test_empty_test_batch_gives_an_empty_row_block(setup):
+    model, train, x_test, _ = setup
+    a = explainers.create("feature_similarity").fit(model, train).explain(x_test[:0])
+    assert a.shape == (0, N_TRAIN) and a.dtype == torch.float32

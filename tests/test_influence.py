@@ -285,3 +285,11 @@ def test_cg_warns_when_not_converged(logreg):
     xpl = explainers.create("influence", solver="cg", damping=L2, cg_max_iter=2).fit(model, train)
     with pytest.warns(UserWarning, match="CG did not converge in max_iter=2"):
         xpl.explain(x_test)
+
+
+@pytest.mark.parametrize("solver", ["lissa", "arnoldi"])
+def test_empty_test_batch(logreg, solver):
+    model, train, x_test, *_ = logreg
+    hyper = {"lissa_depth": 5, "arnoldi_iter": 10, "arnoldi_top_k": 3}
+    a = explainers.create("influence", solver=solver, **hyper).fit(model, train).explain(x_test[:0])
+    assert a.shape == (0, N_TRAIN)

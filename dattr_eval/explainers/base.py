@@ -70,6 +70,8 @@ class Explainer(ParamsMixin):
             targets = self.predict(inputs)
         else:
             targets = check_labels(targets, "targets", length=inputs.shape[0]).to(self.device_)
+        if inputs.shape[0] == 0:  # an empty test batch (e.g. a selection that kept nothing)
+            return torch.zeros(0, self.n_train_, device=self.device_)
         attributions = self._explain(inputs, targets).float()
         return check_attributions(attributions, inputs.shape[0], self.n_train_)
 
