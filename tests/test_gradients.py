@@ -18,6 +18,7 @@ from dattr_eval.explainers.gradients import (
     per_sample_gradients,
     resolve_checkpoints,
 )
+from tests._grad_reference import OUTPUTS, loop_gradients
 
 
 def tiny_cnn() -> nn.Module:
@@ -36,33 +37,6 @@ def tiny_cnn() -> nn.Module:
 def data(n: int = 11) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(1)
     return torch.randn(n, 1, 8, 8, generator=gen), torch.randint(0, 4, (n,), generator=gen)
-
-
-def loop_gradients(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, output, names=None
-) -> torch.Tensor:
-    """One ``backward`` per sample on the model itself (independent of torch.func)."""
-    named = dict(model.named_parameters())
-    names = names or list(named)
-    rows = []
-    for i in range(x.shape[0]):
-        model.zero_grad()
-        output(model(x[i : i + 1]), y[i : i + 1]).sum().backward()
-        rows.append(torch.cat([named[n].grad.reshape(-1) for n in names]))
-    model.zero_grad()
-    return torch.stack(rows)
-
-
-def hand_margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    p = logits.softmax(1).gather(1, y[:, None]).squeeze(1)
-    return torch.log(p / (1 - p))
-
-
-OUTPUTS = {
-    "ce": lambda z, y: F.cross_entropy(z, y, reduction="none"),
-    "logit": lambda z, y: z.gather(1, y[:, None]).squeeze(1),
-    "margin": hand_margin,
-}
 
 
 @pytest.mark.parametrize("loss", ["ce", "logit", "margin"])
