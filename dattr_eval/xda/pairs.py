@@ -35,8 +35,15 @@ def dual_coefficients(explainer: Explainer) -> torch.Tensor:
     Raises:
         NotFittedError: the explainer is not fitted.
         TypeError: the explainer has no such coefficients.
+        ValueError: the explainer z-scores its features (``normalize=True``): the kernel then is
+            not a sum over the classifier's input units, so there is no relevance to start LRP with.
     """
     explainer._check_fitted()
+    if getattr(explainer, "normalize", False):
+        raise ValueError(
+            "dualview must be fitted with normalize=False: XDA heatmaps decompose "
+            "a_jc <phi(x), phi(x_j)> over the raw classifier inputs phi"
+        )
     for attr in ("dual_coef_", "alpha_"):
         coef = getattr(explainer, attr, None)
         if isinstance(coef, torch.Tensor) and coef.ndim == 2:
