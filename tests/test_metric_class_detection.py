@@ -35,7 +35,7 @@ def test_top2_by_hand():
 def test_ties_go_to_lower_index():
     # all equal: top-1 is sample 0 (label 0); top-3 is {0, 1, 2}: 2/3 of label 0
     a = torch.zeros(2, 5)
-    truth = dict(train_labels=TRAIN_LABELS, test_targets=torch.tensor([0, 1]))
+    truth = {"train_labels": TRAIN_LABELS, "test_targets": torch.tensor([0, 1])}
     assert metrics.create("identical_class")(a, **truth).per_sample.tolist() == [1.0, 0.0]
     assert metrics.create("identical_class", top_k=3)(a, **truth).per_sample.tolist() == pytest.approx([2 / 3, 1 / 3])
 
@@ -43,7 +43,7 @@ def test_ties_go_to_lower_index():
 def test_topk_input_equals_dense():
     g = torch.Generator().manual_seed(1)
     a = torch.randn(6, 5, generator=g)
-    truth = dict(train_labels=TRAIN_LABELS, test_targets=torch.randint(0, 3, (6,), generator=g))
+    truth = {"train_labels": TRAIN_LABELS, "test_targets": torch.randint(0, 3, (6,), generator=g)}
     dense = metrics.create("identical_class", top_k=2)(a, **truth)
     sparse = metrics.create("identical_class", top_k=2)(topk(a, 3), **truth)
     assert torch.equal(dense.per_sample, sparse.per_sample)
@@ -64,7 +64,7 @@ def test_random_attributions_score_one_over_n_classes(seed):
 def test_subclass_uses_fine_labels():
     fine_train = torch.tensor([0, 1, 2, 3, 4])
     a = torch.tensor([[0.0, 0.9, 0.1, 0.2, 0.3], [0.0, 0.1, 0.2, 0.9, 0.3]])
-    truth = dict(train_fine_labels=fine_train, test_fine_labels=torch.tensor([1, 2]))
+    truth = {"train_fine_labels": fine_train, "test_fine_labels": torch.tensor([1, 2])}
     result = metrics.create("identical_subclass")(a, **truth)
     assert result.per_sample.tolist() == [1.0, 0.0]
     with pytest.raises(MissingGroundTruthError, match="test_fine_labels"):

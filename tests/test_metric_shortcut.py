@@ -1,6 +1,5 @@
 """feature_shortcut and domain_mismatch on hand-built attributions."""
 
-import warnings
 
 import pytest
 import torch
@@ -11,8 +10,8 @@ from dattr_eval.metrics import MissingGroundTruthError
 
 MARKED = torch.tensor([1, 3])  # n_train = 5, shortcut class 2
 # test rows: 0 and 2 are selected (predicted 2, true label != 2); 1 has true label 2; 3 is predicted 0
-TRUTH = dict(marked_train_indices=MARKED, shortcut_class=2,
-             test_predictions=torch.tensor([2, 2, 2, 0]), test_labels=torch.tensor([0, 2, 1, 0]))
+TRUTH = {"marked_train_indices": MARKED, "shortcut_class": 2,
+             "test_predictions": torch.tensor([2, 2, 2, 0]), "test_labels": torch.tensor([0, 2, 1, 0])}
 A = torch.tensor([
     [0.9, 0.8, 0.1, 0.7, 0.0],   # AP 7/12 (ranks 2, 3); top-1 = 0 (unmarked)
     [0.0, 1.0, 0.0, 1.0, 0.0],   # not selected
@@ -50,8 +49,8 @@ def test_random_band():
     # 30 of 300 marked: random AP ~ 0.1 (+ a small-sample upward bias); 50 rows, band [0.07, 0.16]
     for seed in range(3):
         g = torch.Generator().manual_seed(seed)
-        truth = dict(marked_train_indices=torch.randperm(300, generator=g)[:30], shortcut_class=2,
-                     test_predictions=torch.full((50,), 2), test_labels=torch.zeros(50, dtype=torch.long))
+        truth = {"marked_train_indices": torch.randperm(300, generator=g)[:30], "shortcut_class": 2,
+                     "test_predictions": torch.full((50,), 2), "test_labels": torch.zeros(50, dtype=torch.long)}
         s = metrics.create("feature_shortcut")(torch.rand(50, 300, generator=g), **truth).score
         assert 0.07 < s < 0.16
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar
+from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 
@@ -52,7 +53,7 @@ class CoresetSelection(Metric):
         self._explicit: list[bool] = []
         self._retrain_fn: Callable | None = None
 
-    def merge(self, other: "CoresetSelection") -> "CoresetSelection":
+    def merge(self, other: CoresetSelection) -> CoresetSelection:
         check_mergeable_positions(self._explicit + other._explicit, self.name)
         super().merge(other)
         if other._global is not None:

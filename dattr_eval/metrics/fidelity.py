@@ -72,7 +72,7 @@ class Fidelity(Metric):
         self._n_seen = 0
         self._outputs: dict[tuple[int, ...], torch.Tensor] = {}  # removed set -> (n_test,) outputs
 
-    def merge(self, other: "Fidelity") -> "Fidelity":
+    def merge(self, other: Fidelity) -> Fidelity:
         if self.mode == "leave_k_out":
             check_mergeable_positions(self._explicit + other._explicit, self.name)
         super().merge(other)

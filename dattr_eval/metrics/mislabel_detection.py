@@ -63,7 +63,7 @@ class MislabelDetection(Metric):
         self._scores: torch.Tensor | None = None  # (n_train,) float64
         self._flipped: torch.Tensor | None = None  # (n_train,) bool
 
-    def merge(self, other: "MislabelDetection") -> "MislabelDetection":
+    def merge(self, other: MislabelDetection) -> MislabelDetection:
         super().merge(other)
         self._flipped = self._same(self._flipped, other._flipped, "mislabeled_indices")
         if self.ranking == "global":

@@ -45,7 +45,7 @@ class Sparsity(Metric):
         super().reset()
         self._near_zero: list[torch.Tensor] = []
 
-    def merge(self, other: "Sparsity") -> "Sparsity":
+    def merge(self, other: Sparsity) -> Sparsity:
         super().merge(other)
         self._near_zero.extend(other._near_zero)
         return self

@@ -39,7 +39,7 @@ class TopKCardinality(Metric):
         self._distinct = torch.empty(0, dtype=torch.long)
         self._n_test = 0
 
-    def merge(self, other: "TopKCardinality") -> "TopKCardinality":
+    def merge(self, other: TopKCardinality) -> TopKCardinality:
         super().merge(other)
         self._distinct = torch.unique(torch.cat([self._distinct, other._distinct]))
         self._n_test += other._n_test
