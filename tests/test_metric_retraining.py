@@ -8,6 +8,7 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from dattr_eval import metrics
+from dattr_eval.contract import topk
 from dattr_eval.evaluation.auxiliary import lds_subsets
 from dattr_eval.metrics import MissingGroundTruthError
 from tests._digits_models import digits_split, fit_full_batch, single_thread  # noqa: F401
@@ -77,6 +78,9 @@ def test_leave_k_out_by_hand():
     assert len(calls) == 4 and all(c == sorted(c) for c in calls)  # full, random, one per test point
     inverted = metrics.create("fidelity", mode="leave_k_out", top_k=1)(-w, retrain_fn=additive_retrain_fn(w))
     assert inverted.score < r.score
+    streamed = metrics.create("fidelity", mode="leave_k_out", top_k=1)(
+        topk(w, 2), retrain_fn=additive_retrain_fn(w), train_labels=torch.zeros(5, dtype=torch.long))
+    assert torch.equal(streamed.per_sample, r.per_sample)
 
 
 def test_leave_k_out_uses_test_positions():

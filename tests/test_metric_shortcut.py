@@ -6,6 +6,7 @@ import torch
 from sklearn.metrics import average_precision_score
 
 from dattr_eval import metrics
+from dattr_eval.contract import topk
 from dattr_eval.metrics import MissingGroundTruthError
 
 MARKED = torch.tensor([1, 3])  # n_train = 5, shortcut class 2
@@ -59,6 +60,7 @@ def test_domain_mismatch_by_hand():
     r = metrics.create("domain_mismatch")(A, **TRUTH)
     assert r.per_sample.tolist() == [0.0, 1.0] and r.score == 0.5
     assert metrics.create("domain_mismatch").top_k_needed == 1
+    assert metrics.create("domain_mismatch")(topk(A, 1), **TRUTH).per_sample.tolist() == [0.0, 1.0]
 
 
 def test_no_selected_point_is_nan_with_warning():
