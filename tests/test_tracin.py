@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
-from torch.utils.data import TensorDataset
 
 from dattr_eval import explainers
 from dattr_eval.contract import check_attributions
@@ -108,28 +106,17 @@ def test_hyperparameters_and_errors(setup):
 
 @pytest.mark.peers
 def test_agrees_with_captum_tracincp(setup, tmp_path):
-    captum_influence = pytest.importorskip("captum.influence")
+    pytest.importorskip("captum")
+    from benchmarks.peer_runners import captum_tracincp
+
     model, train, x_test, y_test, ckpts = setup
     paths = []
     for i, state in enumerate(ckpts):
         paths.append(str(tmp_path / f"ckpt{i}.pt"))
         torch.save(state, paths[-1])
-    lr_of = dict(zip(paths, LRS))
-
-    def load(net, path):
-        net.load_state_dict(torch.load(path, weights_only=True))
-        return lr_of[path]
-
-    peer = captum_influence.TracInCP(
-        tiny_mlp(),
-        TensorDataset(*train.tensors),
-        checkpoints=paths,
-        checkpoints_load_func=load,
-        loss_fn=torch.nn.CrossEntropyLoss(reduction="none"),
-        batch_size=16,
-        sample_wise_grads_per_batch=False,
+    theirs, their_si = captum_tracincp(
+        model, train.tensors, (x_test, y_test), paths, LRS, batch_size=16
     )
-    theirs = peer.influence((x_test, y_test), show_progress=False).detach()
     ours = explainers.create("tracin", checkpoints=paths, learning_rates=LRS).fit(model, train)
     a = ours.explain(x_test, y_test)
     assert theirs.shape == a.shape == (N_TEST, N_TRAIN)
@@ -137,6 +124,4 @@ def test_agrees_with_captum_tracincp(setup, tmp_path):
     np.testing.assert_allclose(
         a.numpy(), theirs.numpy(), rtol=1e-3, atol=1e-5 * float(a.abs().max())
     )
-    their_si = peer.self_influence(show_progress=False).detach()
     torch.testing.assert_close(ours.self_influence(), their_si, rtol=1e-3, atol=1e-6)
-    assert F.cosine_similarity(a.flatten(), theirs.flatten(), dim=0) > 0.999
