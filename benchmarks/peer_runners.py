@@ -175,7 +175,7 @@ def captum_arnoldi(
     timer: Timer = _no_timer,
 ) -> torch.Tensor:
     """Captum ``ArnoldiInfluenceFunction`` (cross-entropy) at ``checkpoint``, ``(n_test, n_train)``."""
-    from captum.influence import ArnoldiInfluenceFunction
+    from captum.influence._core.arnoldi_influence_function import ArnoldiInfluenceFunction
 
     def load(net: nn.Module, path: str) -> float:
         net.load_state_dict(torch.load(path, weights_only=True))
@@ -215,17 +215,17 @@ def kronfluence_ekfac(
     from kronfluence.task import Task
 
     class Classification(Task):
-        def compute_train_loss(self, batch, net, sample=False):
+        def compute_train_loss(self, batch, model, sample=False):
             x, y = batch
-            logits = net(x)
+            logits = model(x)
             if sample:
                 with torch.no_grad():
                     y = torch.multinomial(logits.softmax(1), 1).flatten()
             return F.cross_entropy(logits, y, reduction="sum")
 
-        def compute_measurement(self, batch, net):
+        def compute_measurement(self, batch, model):
             x, y = batch
-            return F.cross_entropy(net(x), y, reduction="sum")
+            return F.cross_entropy(model(x), y, reduction="sum")
 
     task = Classification()
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,0 +1,293 @@
+"""Fit and explain time and peak memory of every registered explainer, beside the peer implementations.
+
+Run from the repository root (peers are included where importable; see
+``benchmarks/peer_runners.py`` for the peer venv)::
+
+    /tmp/peer4-venv/bin/python benchmarks/explainers_speed.py
+
+Setup: scikit-learn digits, 1,000 training images and 200 test images, the small CNN of
+``benchmarks/digits_cnn.py`` (18,346 parameters) trained by SGD with 3 checkpoints; the 200 test
+points are explained (one ``explain`` call) for the final model's predictions. Each run (one
+explainer with one setting, or one peer) executes in its own subprocess, one after the other, so
+its peak memory is its own: peak resident set size during fit + explain minus the RSS before fit
+(``dattr_eval.evaluation.profiling.MemorySampler``, sampled every 5 ms) in the first of up to
+``--repeats`` runs; seconds are the fastest wall clock (``PhaseTimer``) over those runs (repeats stop
+once 60 s are spent). A run past ``--timeout`` seconds is reported as such. The machine is shared with
+other jobs, so compare rows of the same run (the ratio column), not absolute seconds across runs.
+Writes ``benchmarks/results/explainers_speed.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import TensorDataset
+
+from dattr_eval import explainers
+from dattr_eval.evaluation.profiling import MemorySampler, PhaseTimer
+
+sys.path.insert(0, str(Path(__file__).parent))
+import peer_runners
+from digits_cnn import accuracy, digits, digits_cnn, machine_line, train_with_checkpoints
+
+N_TRAIN, N_TEST, TRAK_DIM = 1000, 200, 512
+RESULTS = Path(__file__).parent / "results" / "explainers_speed.md"
+
+#: settings of our explainers beyond their defaults: run id -> (registry name, hyperparameters);
+#: "<checkpoints>" / "<learning_rates>" are filled with the saved checkpoints
+OURS: dict[str, tuple[str, dict]] = {
+    "tracin": ("tracin", {"checkpoints": "<checkpoints>", "learning_rates": "<learning_rates>"}),
+    "trak": ("trak", {"projection_dim": TRAK_DIM}),
+    "influence exact (last layer)": ("influence", {"solver": "exact", "params": "last_layer"}),
+    "influence cg": ("influence", {"solver": "cg"}),
+    "influence lissa": ("influence", {"solver": "lissa"}),
+    "influence arnoldi": ("influence", {"solver": "arnoldi"}),
+}
+#: peer run id -> (the run of ours it is compared with, runner description)
+PEERS: dict[str, tuple[str, str]] = {
+    "Captum TracInCP": ("tracin", "3 checkpoints, per-sample gradients by loop"),
+    "traker": ("trak", f"BasicProjector (CPU), k={TRAK_DIM}, float32"),
+    "Captum ArnoldiInfluenceFunction": (
+        "influence arnoldi",
+        "arnoldi_dim 100, projection_dim 20, hessian_reg 1e-3 (= ours: 100 iterations, top 20, damping 1e-3)",
+    ),
+    "kronfluence EK-FAC": ("influence cg", "EK-FAC factors, pairwise scores"),
+}
+PEER_MODULES = {
+    "Captum TracInCP": "captum",
+    "traker": "trak",
+    "Captum ArnoldiInfluenceFunction": "captum",
+    "kronfluence EK-FAC": "kronfluence",
+}
+
+
+def our_runs() -> dict[str, tuple[str, dict]]:
+    """Every registered explainer at its defaults, with the settings of ``OURS`` where given."""
+    runs: dict[str, tuple[str, dict]] = {}
+    for name in explainers.names():
+        variants = {k: v for k, v in OURS.items() if v[0] == name}
+        runs.update(variants or {name: (name, {})})
+    return runs
+
+
+# ---------------------------------------------------------------- child: one run
+def run_once(run: str, setup: dict, timer: PhaseTimer) -> None:
+    """Fit and explain once, timing the two phases with ``timer``."""
+    model = digits_cnn()
+    model.load_state_dict(setup["state"])
+    model.eval()
+    train, x_test, targets = setup["train"], setup["x_test"], setup["targets"]
+    if run == "Captum TracInCP":
+        peer_runners.captum_tracincp(
+            model, train, (x_test, targets), setup["checkpoints"], setup["lrs"], timer=timer
+        )
+    elif run == "traker":
+        peer_runners.traker_scores(
+            model, train, (x_test, targets), [setup["state"]], proj_dim=TRAK_DIM, timer=timer
+        )
+    elif run == "Captum ArnoldiInfluenceFunction":
+        peer_runners.captum_arnoldi(
+            model,
+            train,
+            (x_test, targets),
+            setup["checkpoints"][-1],
+            projection_dim=20,
+            arnoldi_dim=100,
+            timer=timer,
+        )
+    elif run == "kronfluence EK-FAC":
+        peer_runners.kronfluence_ekfac(model, train, (x_test, targets), timer=timer)
+    else:
+        name, hyper = our_runs()[run]
+        fill = {"<checkpoints>": setup["checkpoints"], "<learning_rates>": setup["lrs"]}
+        hyper = {k: fill.get(v, v) if isinstance(v, str) else v for k, v in hyper.items()}
+        xpl = explainers.create(name, **hyper)
+        with timer("fit"):
+            xpl.fit(model, TensorDataset(*train))
+        with timer("explain"):
+            xpl.explain(x_test, targets)
+
+
+def child(run: str, setup_path: str, repeats: int) -> None:
+    """Up to ``repeats`` runs (fewer once 60 s are spent): the fastest fit and explain, the first run's memory."""
+    setup = torch.load(setup_path, weights_only=False)
+    with MemorySampler() as memory:
+        first = PhaseTimer()
+        run_once(run, setup, first)
+    fits, explains = [first.seconds["fit"]], [first.seconds["explain"]]
+    spent = fits[0] + explains[0]
+    while len(fits) < repeats and spent < 60:
+        timer = PhaseTimer()
+        run_once(run, setup, timer)
+        fits.append(timer.seconds["fit"])
+        explains.append(timer.seconds["explain"])
+        spent += fits[-1] + explains[-1]
+    print(
+        json.dumps(
+            {
+                "fit": min(fits),
+                "explain": min(explains),
+                "rss": memory.rss_increase_mb,
+                "n": len(fits),
+            }
+        )
+    )
+
+
+# ---------------------------------------------------------------- parent
+def run_one(run: str, setup_path: Path, timeout: float, repeats: int) -> dict:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        run,
+        "--setup",
+        str(setup_path),
+        "--repeats",
+        str(repeats),
+    ]
+    try:
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"status": f"timeout (> {timeout:.0f} s)"}
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["?"])[-1]
+        return {"status": f"error: {last[:150]}"}
+    return {"status": "ok", **json.loads(done.stdout.strip().splitlines()[-1])}
+
+
+def fmt(result: dict, key: str, digits: int = 2) -> str:
+    return f"{result[key]:.{digits}f}" if result.get("status") == "ok" else "—"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--setup", help=argparse.SUPPRESS)
+    parser.add_argument("--timeout", type=float, default=240.0, help="seconds per run")
+    parser.add_argument("--only", help="comma-separated run ids (default: all)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per explainer (fastest kept)")
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.setup, args.repeats)
+        return
+
+    start_all = time.perf_counter()
+    ours = our_runs()
+    peers = {}
+    for peer, module in PEER_MODULES.items():
+        try:
+            __import__(module)
+            peers[peer] = PEERS[peer]
+        except ImportError:
+            pass
+    runs = [*ours, *peers]
+    if args.only:
+        runs = [r for r in runs if r in set(args.only.split(","))]
+    # the expensive influence solvers last, so a timeout there costs the rest nothing
+    runs.sort(key=lambda r: (r.startswith("influence") or r in ("kronfluence EK-FAC",), 0))
+
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        train, test = digits(N_TRAIN, N_TEST)
+        model, paths, lrs = train_with_checkpoints(train, tmp)
+        targets = model(test[0]).argmax(1)
+        setup_path = Path(tmp) / "setup.pt"
+        torch.save(
+            {
+                "state": model.state_dict(),
+                "train": train,
+                "x_test": test[0],
+                "targets": targets,
+                "checkpoints": [str(p) for p in paths],
+                "lrs": lrs,
+            },
+            setup_path,
+        )
+        for run in runs:
+            results[run] = run_one(run, setup_path, args.timeout, args.repeats)
+            print(run, results[run], flush=True)
+
+    lines = [
+        "# Explainer speed and memory on digits (1,000 train x 200 test, small CNN)",
+        "",
+        f"- date: {machine_line()}",
+        (
+            "- command: `/tmp/peer4-venv/bin/python benchmarks/explainers_speed.py"
+            f"{' --only ' + args.only if args.only else ''}` "
+            f"({time.perf_counter() - start_all:.0f} s in all, timeout {args.timeout:.0f} s per run)"
+        ),
+        (
+            f"- setup: digits CNN (18,346 parameters), plain SGD, test accuracy "
+            f"{accuracy(model, test):.3f}; 3 checkpoints (epochs 4, 8, 12, lr 0.1) for TracIn; the "
+            "200 test points explained in one `explain` call for the model's predictions. Each run in "
+            "its own subprocess, sequentially; seconds = the fastest of `runs` repetitions; memory = "
+            "peak RSS during the first fit + explain minus RSS before (MiB, sampled every 5 ms). Other jobs share the 2 cores: compare rows of this "
+            "run, not across runs."
+        ),
+        "",
+        "## Ours",
+        "",
+        "| explainer | settings | fit s | explain s | total s | peak memory MiB | runs | status |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for run, (name, hyper) in ours.items():
+        if run not in results:
+            continue
+        r = results[run]
+        total = f"{r['fit'] + r['explain']:.2f}" if r["status"] == "ok" else "—"
+        settings = ", ".join(f"{k}={v}" for k, v in hyper.items() if not str(v).startswith("<"))
+        if name == "tracin":
+            settings = "3 checkpoints, exact gradients"
+        lines.append(
+            f"| `{name}` | {settings or 'defaults'} | {fmt(r, 'fit')} | {fmt(r, 'explain')} | "
+            f"{total} | {fmt(r, 'rss', 0)} | {r.get('n', '—')} | {r['status']} |"
+        )
+    lines += [
+        "",
+        "## Side by side with the peers",
+        "",
+        "| peer | settings | fit s | explain s | total s | memory MiB | ours | ours total s | ours memory MiB | peer / ours time |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for peer, (mine, desc) in peers.items():
+        if peer not in results or mine not in results:
+            continue
+        p, o = results[peer], results[mine]
+        ok = p["status"] == "ok" and o["status"] == "ok"
+        p_total = p["fit"] + p["explain"] if p["status"] == "ok" else float("nan")
+        o_total = o["fit"] + o["explain"] if o["status"] == "ok" else float("nan")
+        ratio = (
+            f"{p_total / o_total:.1f}x"
+            if ok
+            else p["status"]
+            if p["status"] != "ok"
+            else o["status"]
+        )
+        lines.append(
+            f"| {peer} | {desc} | {fmt(p, 'fit')} | {fmt(p, 'explain')} | "
+            f"{p_total:.2f} | {fmt(p, 'rss', 0)} | `{mine}` | {o_total:.2f} | {fmt(o, 'rss', 0)} | {ratio} |"
+        )
+    lines += [
+        "",
+        (
+            "kronfluence (EK-FAC) is a different Hessian approximation from every solver of ours; "
+            "it is set beside `influence` with CG, the solver with the same target (the damped "
+            "Hessian's inverse), for scale only."
+        ),
+        "",
+    ]
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
