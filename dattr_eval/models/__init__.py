@@ -1,0 +1,29 @@
+"""Reference models, seeded training with checkpoints, and a disk cache of trained models."""
+
+from dattr_eval.models.architectures import (
+    ARCHITECTURES,
+    BasicConv,
+    CifarResNet18,
+    DigitsCNN,
+    DigitsMLP,
+    build_model,
+)
+from dattr_eval.models.cache import ModelCache, data_fingerprint, load_checkpoint
+from dattr_eval.models.training import Checkpoint, TrainedModel, TrainRecipe, accuracy, train_model
+
+__all__ = [
+    "ARCHITECTURES",
+    "BasicConv",
+    "Checkpoint",
+    "CifarResNet18",
+    "DigitsCNN",
+    "DigitsMLP",
+    "ModelCache",
+    "TrainRecipe",
+    "TrainedModel",
+    "accuracy",
+    "build_model",
+    "data_fingerprint",
+    "load_checkpoint",
+    "train_model",
+]
