@@ -18,10 +18,12 @@ from dattr_eval.data import load_digits
 from dattr_eval.models import ModelCache, TrainRecipe, accuracy
 
 
-def run(out: Path, n_test: int = 5, cache_dir: Path = Path(".dattr_cache")) -> str:
-    """Run the demo, write ``out/demo.md`` and return its text."""
+def run(
+    out: Path, n_test: int = 5, cache_dir: Path = Path(".dattr_cache"), recipe: TrainRecipe | None = None
+) -> str:
+    """Run the demo, write ``out/demo.md`` and return its text (``recipe``: default ``TrainRecipe()``)."""
     split = load_digits()
-    recipe = TrainRecipe()
+    recipe = recipe or TrainRecipe()
     start = time.perf_counter()
     model = ModelCache(cache_dir / "models").get_or_train(recipe, split.train, tag="demo").model
     seconds = time.perf_counter() - start
@@ -29,9 +31,11 @@ def run(out: Path, n_test: int = 5, cache_dir: Path = Path(".dattr_cache")) -> s
     lines = [
         "# dattr_eval demo (scikit-learn digits)",
         "",
-        f"- model: `{recipe.arch}`, {recipe.epochs} epochs, lr {recipe.lr}; test accuracy "
-        f"{accuracy(model, split.test):.3f} ({len(split.train)} train / {len(split.test)} test; "
-        f"trained or loaded in {seconds:.1f} s)",
+        (
+            f"- model: `{recipe.arch}`, {recipe.epochs} epochs, lr {recipe.lr}; test accuracy "
+            f"{accuracy(model, split.test):.3f} ({len(split.train)} train / {len(split.test)} test; "
+            f"trained or loaded in {seconds:.1f} s)"
+        ),
         "",
         "| explainer | test index | label | top-3 training indices (their labels) |",
         "|---|---|---|---|",

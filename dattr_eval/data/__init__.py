@@ -5,7 +5,13 @@ from dattr_eval.data.datasets import ArrayDataset, DatasetSplit, stratified_spli
 from dattr_eval.data.digits import load_digits
 from dattr_eval.data.idx import load_fashion_mnist, load_mnist, read_idx
 from dattr_eval.data.mnist import load_mnist_subset
-from dattr_eval.data.perturbations import add_shortcut, flip_labels, group_labels, mark_dataset, mark_inputs
+from dattr_eval.data.perturbations import (
+    add_shortcut,
+    flip_labels,
+    group_labels,
+    mark_dataset,
+    mark_inputs,
+)
 
 __all__ = [
     "ArrayDataset",

@@ -44,7 +44,9 @@ def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     with open(path, "rb") as f:
         batch = _SafeUnpickler(f, encoding="bytes").load()
     if not isinstance(batch, dict):
-        raise ValueError(f"{path} is not a CIFAR-10 batch (expected a dict, got {type(batch).__name__})")
+        raise ValueError(  # noqa: TRY004 - a malformed file, not a wrong argument type
+            f"{path} is not a CIFAR-10 batch (expected a dict, got {type(batch).__name__})"
+        )
     batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
     if "data" not in batch or "labels" not in batch:
         raise ValueError(f"{path} is not a CIFAR-10 batch (keys {sorted(batch)}; need 'data' and 'labels')")

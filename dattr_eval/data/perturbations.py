@@ -18,7 +18,7 @@ from dattr_eval.validation import check_dataset, check_fraction, check_tensor
 
 def _pick(candidates: np.ndarray, fraction: float, seed: int) -> torch.Tensor:
     """A seeded sorted subset of ``round(fraction * len(candidates))`` of ``candidates`` (int64)."""
-    k = int(round(fraction * len(candidates)))
+    k = round(fraction * len(candidates))
     chosen = np.random.default_rng(seed).choice(candidates, size=k, replace=False)
     return torch.as_tensor(np.sort(chosen), dtype=torch.long)
 
