@@ -170,6 +170,8 @@ def test_add_shortcut_and_mark(toy):
     assert int(big.sum()) == 28 * 28 - 24 * 24 + 16  # 2-px frame + 4x4 centre
     test_marked = data.mark_dataset(toy)
     assert torch.equal(test_marked.inputs, data.mark_inputs(toy.inputs))
+    custom, marked_custom = data.add_shortcut(toy, 2, 0.5, 0, mark=lambda x: x * 0)
+    assert torch.equal(marked_custom, marked) and bool((custom.inputs[marked] == 0).all())
     with pytest.raises(ValueError, match="target_class 7 has no samples"):
         data.add_shortcut(toy, 7, 0.5, 0)
     with pytest.raises(ValueError, match="x must have ndim=4"):

@@ -5,7 +5,7 @@ None of them modifies its input dataset; each returns a new ``ArrayDataset``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -79,9 +79,17 @@ def mark_dataset(dataset: Dataset) -> ArrayDataset:
 
 
 def add_shortcut(
-    dataset: Dataset, target_class: int, fraction: float, seed: int = 0
+    dataset: Dataset,
+    target_class: int,
+    fraction: float,
+    seed: int = 0,
+    mark: Callable[[torch.Tensor], torch.Tensor] = mark_inputs,
 ) -> tuple[ArrayDataset, torch.Tensor]:
-    """Stamp the shortcut mark (``mark_inputs``) on a ``fraction`` of ``target_class``'s images.
+    """Stamp the shortcut mark on a ``fraction`` of ``target_class``'s images.
+
+    Args:
+        mark: maps images ``(k, C, H, W)`` to marked copies (default ``mark_inputs``); stamp the
+            test images with the same function.
 
     Returns:
         ``(dataset with marks, marked indices (k,) int64 sorted)``; labels are unchanged.
@@ -94,7 +102,7 @@ def add_shortcut(
         raise ValueError(f"target_class {target_class} has no samples in dataset")
     marked = _pick(members, fraction, seed)
     x = x.clone()
-    x[marked] = mark_inputs(x[marked])
+    x[marked] = mark(x[marked])
     return ArrayDataset(x, y), marked
 
 
