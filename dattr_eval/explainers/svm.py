@@ -1,0 +1,268 @@
+"""Linear Crammer–Singer multiclass SVM solved in the dual, vectorised in torch (CPU or CUDA).
+
+The problem is liblinear's ``MCSVM_CS`` (Fan et al. 2008, appendix; Keerthi et al. 2008). Primal,
+for features ``phi_i`` (``(n, d)``), labels ``y_i`` and ``K`` classes::
+
+    min_W  1/2 ||W||_F^2 + C sum_i max(0, max_{m != y_i} 1 + w_m.phi_i - w_{y_i}.phi_i)
+
+Dual, with ``e_im = 1 - [m == y_i]`` and ``W(alpha) = alpha^T Phi`` (``(K, d)``)::
+
+    min_alpha  1/2 ||alpha^T Phi||_F^2 + sum_im e_im alpha_im
+    s.t.       alpha_im <= C [m == y_i],   sum_m alpha_im = 0      for every i
+
+so ``alpha_{i, y_i} in [0, C]`` and ``alpha_im <= 0`` for ``m != y_i``.
+
+Solver (block-parallel dual coordinate descent): each epoch computes the full gradient
+``G = Phi W^T + E`` once (one GEMM), which also gives the exact duality gap; it stops when
+``(P(W) + D(alpha)) / P(W) <= tol``. Samples that are provably inactive for the epoch
+(``alpha_i = 0`` and margin ``> 1``) are skipped (shrinking). The rest are visited in random blocks;
+in a block every sample solves its own ``K``-variable sub-problem against the current ``W``
+(liblinear's sort-based closed form, batched), and the block moves along the combined direction
+with the exact line search of the quadratic dual, ``t* = -<grad, D> / ||D^T Phi_B||^2`` clipped to
+``[0, 1]``: a convex combination of feasible points stays feasible, and the dual never increases.
+Every step is a handful of batched tensor operations, identical on CPU and CUDA.
+
+At the end ``W`` is recomputed from ``alpha`` (``coef_ == dual_coef_.T @ Phi`` to the last bit of
+one matmul) and the reported gap is the gap of that pair.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import torch
+from tqdm.auto import tqdm
+
+from dattr_eval.validation import check_labels, check_positive, check_tensor, resolve_device
+
+
+class ConvergenceWarning(UserWarning):
+    """The solver stopped at ``max_iter`` before reaching the requested duality gap."""
+
+
+def _cost_matrix(y: torch.Tensor, n_classes: int, dtype: torch.dtype) -> torch.Tensor:
+    """``E (n, K)``: 1 everywhere except 0 at ``(i, y_i)``."""
+    e = torch.ones(y.shape[0], n_classes, dtype=dtype, device=y.device)
+    return e.scatter_(1, y[:, None], 0.0)
+
+
+def hinge_losses(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Crammer–Singer losses ``(n,)``: ``max(0, max_{m != y} 1 + s_m - s_y)`` of scores ``(n, K)``."""
+    margins = scores - scores.gather(1, y[:, None]) + 1.0
+    margins.scatter_(1, y[:, None], 0.0)
+    return margins.amax(1).clamp_min(0.0)
+
+
+def objectives(
+    features: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, alpha: torch.Tensor, C: float
+) -> tuple[float, float, float]:
+    """Primal ``P(W)``, dual ``D(alpha)`` (the minimised form above) and relative gap ``(P + D) / P``.
+
+    ``weight`` is ``(K, d)``; ``alpha`` ``(n, K)``. ``P + D >= 0`` for any feasible ``alpha`` with
+    ``weight = alpha^T features``; it is 0 exactly at the optimum.
+    """
+    ww = float((weight * weight).sum())
+    primal = 0.5 * ww + C * float(hinge_losses(features @ weight.T, y).sum())
+    dual = 0.5 * ww + float((alpha * _cost_matrix(y, weight.shape[0], alpha.dtype)).sum())
+    return primal, dual, (primal + dual) / max(primal, torch.finfo(torch.float64).tiny)
+
+
+def solve_subproblems(
+    grad: torch.Tensor, alpha: torch.Tensor, sq_norms: torch.Tensor, y: torch.Tensor, C: float
+) -> torch.Tensor:
+    """Exact minimisers of the per-sample sub-problems, batched over rows.
+
+    For row ``i`` with ``A = ||phi_i||^2`` and ``b = grad_i - A alpha_i``, returns
+    ``argmin_a 1/2 A ||a||^2 + b.a`` s.t. ``a_m <= C [m == y_i]``, ``sum_m a_m = 0`` — liblinear's
+    ``solve_sub_problem`` (sort-based closed form ``a_m = min(C[m == y_i], (beta - b_m) / A)``).
+
+    Args:
+        grad: ``(b, K)`` dual gradient ``W phi_i + e_i``.
+        alpha: ``(b, K)`` current dual rows.
+        sq_norms: ``(b,)`` ``||phi_i||^2``, positive.
+        y: ``(b,)`` labels.
+
+    Returns:
+        ``(b, K)`` new dual rows (feasible).
+    """
+    n, k = grad.shape
+    rows = torch.arange(n, device=grad.device)
+    ac = sq_norms * C
+    b = grad - sq_norms[:, None] * alpha
+    d = b.clone()
+    d[rows, y] += ac
+    d_sorted = d.sort(dim=1, descending=True).values
+    partial = d_sorted.cumsum(1) - ac[:, None]  # beta * r after taking the r largest, r = 1..K
+    r = torch.arange(1, k, device=grad.device, dtype=grad.dtype)
+    keep_going = partial[:, :-1] < r * d_sorted[:, 1:]
+    count = 1 + keep_going.long().cumprod(1).sum(1)
+    beta = partial.gather(1, (count - 1)[:, None]).squeeze(1) / count
+    upper = torch.zeros_like(grad)
+    upper[rows, y] = C
+    return torch.minimum(upper, (beta[:, None] - b) / sq_norms[:, None])
+
+
+class CrammerSingerSVC:
+    """Linear Crammer–Singer multiclass SVM with exact dual variables (torch, CPU or CUDA).
+
+    Args:
+        C: regularisation (> 0); larger C = weaker regularisation and, on separable-ish data, sparser
+            ``alpha`` (measure it: benchmarks/dualview_sparsity.py).
+        fit_intercept: append a constant feature ``intercept_scaling`` (regularised, as liblinear).
+        intercept_scaling: value of that constant feature.
+        tol: stop when the relative duality gap ``(P + D) / P`` is ``<= tol``.
+        max_iter: epochs at most; reaching it warns ``ConvergenceWarning``.
+        block_size: samples per parallel block (smaller = closer to sequential CD, more steps).
+        dtype: working precision (float64 default; float32 is faster on GPUs).
+        device: ``None`` = the device of ``X``.
+        seed: seed of the block permutation.
+        progress: show a tqdm bar over epochs.
+
+    Fitted attributes: ``dual_coef_ (n, K)`` (alpha; column m = class m), ``coef_ (K, d)``
+    (``== dual_coef_.T @ X``), ``intercept_ (K,)`` (``intercept_scaling * dual_coef_.sum(0)``; zeros
+    without ``fit_intercept``), ``support_`` int64 indices of rows with ``max_m |alpha_im| >= 1e-6 C``,
+    ``primal_objective_``, ``dual_objective_``, ``duality_gap_`` (relative), ``n_iter_`` (epochs),
+    ``converged_``, ``fit_seconds_`` (wall time of ``fit``, synchronised on CUDA).
+    """
+
+    support_threshold: float = 1e-6
+
+    def __init__(
+        self,
+        C: float = 1.0,
+        fit_intercept: bool = False,
+        intercept_scaling: float = 1.0,
+        tol: float = 1e-3,
+        max_iter: int = 1000,
+        block_size: int = 256,
+        dtype: torch.dtype = torch.float64,
+        device: str | torch.device | None = None,
+        seed: int = 0,
+        progress: bool = False,
+    ) -> None:
+        self.C = C
+        self.fit_intercept = fit_intercept
+        self.intercept_scaling = intercept_scaling
+        self.tol = tol
+        self.max_iter = max_iter
+        self.block_size = block_size
+        self.dtype = dtype
+        self.device = device
+        self.seed = seed
+        self.progress = progress
+
+    # ------------------------------------------------------------------ public API
+    def fit(self, X: torch.Tensor, y: torch.Tensor, n_classes: int | None = None) -> "CrammerSingerSVC":
+        """Solve the dual on features ``X (n, d)`` and labels ``y (n,)``; ``n_classes`` defaults to ``max(y) + 1``."""
+        check_positive(self.C, "C")
+        check_positive(self.tol, "tol")
+        check_positive(self.max_iter, "max_iter", integer=True)
+        check_positive(self.block_size, "block_size", integer=True)
+        X = check_tensor(X, "X", ndim=2, floating=True, finite=True)
+        y = check_labels(y, "y", length=X.shape[0], n_classes=n_classes)
+        k = int(n_classes if n_classes is not None else int(y.max()) + 1)
+        if k < 2:
+            raise ValueError(f"n_classes must be >= 2, got {k}")
+        device = resolve_device(self.device) if self.device is not None else X.device
+        phi = self._design(X.to(device=device, dtype=self.dtype))
+        y = y.to(device)
+        start = _now(device)
+        alpha, weight, epochs, gap = self._solve(phi, y, k)
+        self.n_iter_ = epochs
+        self.converged_ = gap <= self.tol
+        self.fit_seconds_ = _now(device) - start
+        if not self.converged_:
+            warnings.warn(
+                f"CrammerSingerSVC stopped at max_iter={self.max_iter} epochs with relative duality "
+                f"gap {gap:.2e} > tol={self.tol:g}; increase max_iter or tol",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        self._set_fitted(phi, y, alpha)
+        return self
+
+    def decision_function(self, X: torch.Tensor) -> torch.Tensor:
+        """Scores ``(n, K)``: ``X coef_^T + intercept_``."""
+        return X.to(self.coef_) @ self.coef_.T + self.intercept_
+
+    def predict(self, X: torch.Tensor) -> torch.Tensor:
+        """Predicted classes ``(n,)`` int64."""
+        return self.decision_function(X).argmax(1)
+
+    # ------------------------------------------------------------------ internals
+    def _design(self, X: torch.Tensor) -> torch.Tensor:
+        if not self.fit_intercept:
+            return X
+        return torch.cat([X, X.new_full((X.shape[0], 1), float(self.intercept_scaling))], 1)
+
+    def _solve(self, phi: torch.Tensor, y: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, int, float]:
+        n, C = phi.shape[0], float(self.C)
+        cost = _cost_matrix(y, k, phi.dtype)
+        sq_norms = (phi * phi).sum(1)
+        usable = (sq_norms > 0).nonzero().squeeze(1)  # phi_i = 0 leaves the dual unchanged: alpha_i = 0
+        alpha = phi.new_zeros(n, k)
+        weight = phi.new_zeros(k, phi.shape[1])
+        gen = torch.Generator(device="cpu").manual_seed(self.seed)
+        gap = float("inf")
+        bar = tqdm(range(self.max_iter + 1), disable=not self.progress, desc="CS-SVM dual", leave=False)
+        for epoch in bar:
+            scores = phi @ weight.T
+            losses = hinge_losses(scores, y)
+            ww = (weight * weight).sum()
+            primal = 0.5 * ww + C * losses.sum()
+            gap = float((primal + 0.5 * ww + (alpha * cost).sum()) / primal.clamp_min(1e-300))
+            bar.set_postfix(gap=f"{gap:.1e}")
+            if gap <= self.tol or epoch == self.max_iter:
+                break
+            # shrinking: alpha_i = 0 with margin > 1 is optimal for this epoch's W
+            candidates = usable[(losses[usable] > 0) | (alpha[usable] != 0).any(1)]
+            order = candidates[torch.randperm(candidates.numel(), generator=gen).to(phi.device)]
+            for block in order.split(self.block_size):
+                self._block_step(phi[block], y[block], cost[block], sq_norms[block], alpha, block, weight, C)
+        return alpha, weight, epoch, gap
+
+    @staticmethod
+    def _block_step(
+        phi_b: torch.Tensor,
+        y_b: torch.Tensor,
+        cost_b: torch.Tensor,
+        sq_b: torch.Tensor,
+        alpha: torch.Tensor,
+        block: torch.Tensor,
+        weight: torch.Tensor,
+        C: float,
+    ) -> None:
+        """One block: batched sub-problem solutions, then the exact line search (in place)."""
+        alpha_b = alpha[block]
+        grad = phi_b @ weight.T + cost_b
+        direction = solve_subproblems(grad, alpha_b, sq_b, y_b, C) - alpha_b
+        delta_w = direction.T @ phi_b
+        curvature = (delta_w * delta_w).sum()
+        slope = (direction * grad).sum()
+        # t = clamp(-slope / curvature, 0, 1) without a host sync (slope <= 0 for a descent direction)
+        step = (-slope / curvature.clamp_min(1e-300)).clamp(0.0, 1.0)
+        weight.add_(step * delta_w)
+        alpha[block] = alpha_b + step * direction
+
+    def _set_fitted(self, phi: torch.Tensor, y: torch.Tensor, alpha: torch.Tensor) -> None:
+        weight = alpha.T @ phi  # exact dual identity
+        self.dual_coef_ = alpha
+        self.primal_objective_, self.dual_objective_, self.duality_gap_ = objectives(
+            phi, y, weight, alpha, float(self.C)
+        )
+        if self.fit_intercept:
+            self.coef_ = weight[:, :-1].contiguous()
+            self.intercept_ = weight[:, -1] * float(self.intercept_scaling)
+        else:
+            self.coef_ = weight
+            self.intercept_ = weight.new_zeros(weight.shape[0])
+        strength = alpha.abs().amax(1)
+        self.support_ = (strength >= self.support_threshold * float(self.C)).nonzero().squeeze(1)
+
+
+def _now(device: torch.device) -> float:
+    """``perf_counter`` after the device's queued work is done."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
