@@ -202,7 +202,7 @@ class RandomProjector:
     (see :meth:`project`); CPU and CUDA generators give different (equally valid) matrices.
 
     Cost per call: ``dim_in x dim_out`` random numbers and a ``(b, dim_in) x (dim_in, dim_out)``
-    product. With ``cache=True`` the generated rows are kept after their first use (memory
+    product. With ``cache=True`` the whole matrix is generated at the first call and kept (memory
     ``dim_in x dim_out``), so later calls cost only the product; :func:`make_projector` turns this
     on when the matrix fits in ``PROJECTOR_CACHE_BYTES``.
     """
@@ -230,13 +230,10 @@ class RandomProjector:
             integer=True,
         )
         self.cache = bool(cache)
-        self._units: dict[tuple[int, str, torch.dtype], torch.Tensor] = {}
+        self._cached: dict[tuple[str, torch.dtype], torch.Tensor] = {}
 
     def _unit(self, index: int, device: torch.device | str, dtype: torch.dtype) -> torch.Tensor:
         """Rows ``[index * SEED_ROWS, ...)`` of the scaled matrix, from the generator of ``(seed, index)``."""
-        key = (index, str(device), dtype)
-        if key in self._units:
-            return self._units[key]
         rows = min(self.SEED_ROWS, self.dim_in - index * self.SEED_ROWS)
         state = np.random.SeedSequence([self.seed, index]).generate_state(1, np.uint64)[0]
         gen = torch.Generator(device=device).manual_seed(int(state >> 1))
@@ -245,10 +242,20 @@ class RandomProjector:
         else:
             bits = torch.randint(0, 2, (rows, self.dim_out), generator=gen, device=device)
             unit = (2 * bits - 1).to(dtype)
-        unit = unit / math.sqrt(self.dim_out)
-        if self.cache:
-            self._units[key] = unit
-        return unit
+        return unit / math.sqrt(self.dim_out)
+
+    def _generate(
+        self, start: int, stop: int, device: torch.device | str, dtype: torch.dtype
+    ) -> torch.Tensor:
+        size = self.SEED_ROWS
+        parts = []
+        for index in range(start // size, -(-stop // size)):
+            lo = index * size
+            unit = self._unit(index, device, dtype)
+            parts.append(unit[max(start, lo) - lo : min(stop, lo + size) - lo])
+        if not parts:
+            return torch.zeros(0, self.dim_out, device=device, dtype=dtype)
+        return torch.cat(parts)
 
     def rows(
         self,
@@ -257,18 +264,19 @@ class RandomProjector:
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> torch.Tensor:
-        """Rows ``start..stop-1`` of the scaled matrix, ``(stop - start, dim_out)``."""
+        """Rows ``start..stop-1`` of the scaled matrix, ``(stop - start, dim_out)``.
+
+        With ``cache`` the whole matrix is generated at the first call (per device and dtype) and
+        slices of it are returned; otherwise the rows are generated now.
+        """
         if not 0 <= start <= stop <= self.dim_in:
             raise ValueError(f"rows [{start}, {stop}) fall outside dim_in={self.dim_in}")
-        size = self.SEED_ROWS
-        parts = []
-        for index in range(start // size, -(-stop // size)):
-            lo = index * size
-            unit = self._unit(index, device, dtype)
-            parts.append(unit[max(start, lo) - lo : min(stop, lo + size) - lo])
-        return (
-            torch.cat(parts) if parts else torch.zeros(0, self.dim_out, device=device, dtype=dtype)
-        )
+        if not self.cache:
+            return self._generate(start, stop, device, dtype)
+        key = (str(device), dtype)
+        if key not in self._cached:
+            self._cached[key] = self._generate(0, self.dim_in, device, dtype)
+        return self._cached[key][start:stop]
 
     def project(self, g: torch.Tensor, start: int = 0) -> torch.Tensor:
         """``g (b, m) @ P[start : start + m]``: the contribution of columns ``start..start+m-1``.
