@@ -46,3 +46,19 @@ def test_python_dash_m_entry_point():
     out = subprocess.run([sys.executable, "-m", "dattr_eval.cli", "list", "explainers"], capture_output=True,
                          text=True, check=True).stdout
     assert "random" in out
+
+
+@pytest.mark.slow
+def test_run_then_report_on_digits_mislabel(tmp_path, capsys):
+    out = tmp_path / "d"
+    args = ["run", "--benchmark", "digits-mislabel", "--explainers", "random,dualview", "--out", str(out),
+            "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    assert main(args) == 0
+    results = pd.read_csv(out / "results.csv")
+    assert set(results.explainer) == {"random", "dualview"} and (results.status == "ok").all()
+    assert main(["report", str(out)]) == 0
+    for name in ("leaderboard.html", "leaderboard.md", "heatmap.png", "runtime_vs_rank.png", "memory.png"):
+        assert (out / name).stat().st_size > 0
+    before = len(results)
+    assert main(args) == 0  # rerun: everything finished, nothing appended
+    assert len(pd.read_csv(out / "results.csv")) == before
