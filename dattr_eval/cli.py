@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_run = sub.add_parser("run", help="evaluate explainers on benchmarks; results go to --out")
     p_run.add_argument("--benchmark", action="append", required=True,
                        help="benchmark name or wildcard pattern ('digits-*'); repeat for several")
-    p_run.add_argument("--explainers", required=True, help="comma-separated explainer names, or 'all'")
+    p_run.add_argument("--explainers", required=True, help="comma-separated explainer names, or 'all' (the built-in ones; peer adapters by name)")
     p_run.add_argument("--metrics", help="comma-separated metric names (default: each benchmark's own)")
     p_run.add_argument("--out", required=True, help="output directory (a rerun resumes there)")
     p_run.add_argument("--device", default=None, help="cpu (default) or cuda")

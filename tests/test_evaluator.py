@@ -277,6 +277,7 @@ def test_lds_ground_truth_is_computed_once_and_cached(tmp_path):
 def test_explainers_all_and_bad_arguments():
     ev = Evaluator([_bench()], "all", out_dir="unused", progress=False)
     assert "random" in ev.explainers
+    assert not any(type(e).__module__.startswith("dattr_eval.explainers.adapters") for e in ev.explainers.values())
     with pytest.raises(KeyError, match="unknown explainer"):
         Evaluator([_bench()], ["no-such-explainer"], progress=False)
     with pytest.raises(ValueError, match="batch_size"):

@@ -390,10 +390,16 @@ def _pending(
     return todo or set(metrics)
 
 
+def builtin_explainers() -> list[str]:
+    """Registered explainers implemented in dattr_eval (``"all"``); peer adapters are left out."""
+    adapters = f"{explainer_registry.__name__}.adapters"
+    return [n for n in explainer_registry.names() if not explainer_registry.get(n).__module__.startswith(adapters)]
+
+
 def _resolve_explainers(explainers: Any) -> dict[str, Explainer]:
     """``{label: unfitted explainer template}`` from names / instances / ``"all"`` / a mapping."""
     if isinstance(explainers, str) and explainers == "all":
-        explainers = explainer_registry.names()
+        explainers = builtin_explainers()
     if isinstance(explainers, Mapping):
         items = list(explainers.items())
     else:
