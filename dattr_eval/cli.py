@@ -20,6 +20,24 @@ def _split(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
+def _explainer_params(assignments: Sequence[str]) -> dict[str, dict[str, object]]:
+    """``["influence.solver=arnoldi", ...]`` -> ``{"influence": {"solver": "arnoldi"}}`` (values as Python literals)."""
+    import ast
+
+    params: dict[str, dict[str, object]] = {}
+    for item in assignments:
+        target, sep, raw = item.partition("=")
+        name, dot, key = target.rpartition(".")
+        if not sep or not dot or not name or not key:
+            raise ValueError(f"--set expects EXPLAINER.PARAM=VALUE, got {item!r}")
+        try:
+            value: object = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw  # a bare string such as arnoldi
+        params.setdefault(name, {})[key] = value
+    return params
+
+
 def _benchmark_names(patterns: Sequence[str]) -> list[str]:
     """Registry names matching each pattern (shell-style wildcards), in order, without repeats."""
     from dattr_eval import benchmarks
@@ -60,7 +78,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from dattr_eval.evaluation import Evaluator
     from dattr_eval.evaluation.report import leaderboard, to_markdown
 
-    explainers = "all" if args.explainers.strip() == "all" else _split(args.explainers)
+    from dattr_eval import explainers as registry
+    from dattr_eval.evaluation.evaluator import builtin_explainers
+
+    names = builtin_explainers() if args.explainers.strip() == "all" else _split(args.explainers)
+    overrides = _explainer_params(args.set or [])
+    unknown = set(overrides) - set(names)
+    if unknown:
+        raise ValueError(f"--set names explainer(s) {sorted(unknown)} that are not in --explainers")
+    explainers = {n: registry.create(n, **overrides.get(n, {})) for n in names}
     evaluator = Evaluator(
         _benchmark_names(args.benchmark),
         explainers,
@@ -99,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--benchmark", action="append", required=True,
                        help="benchmark name or wildcard pattern ('digits-*'); repeat for several")
     p_run.add_argument("--explainers", required=True, help="comma-separated explainer names, or 'all' (the built-in ones; peer adapters by name)")
+    p_run.add_argument("--set", action="append", metavar="EXPLAINER.PARAM=VALUE",
+                       help="explainer hyperparameter, e.g. influence.solver=arnoldi; repeat for several")
     p_run.add_argument("--metrics", help="comma-separated metric names (default: each benchmark's own)")
     p_run.add_argument("--out", required=True, help="output directory (a rerun resumes there)")
     p_run.add_argument("--device", default=None, help="cpu (default) or cuda")

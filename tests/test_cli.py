@@ -62,3 +62,19 @@ def test_run_then_report_on_digits_mislabel(tmp_path, capsys):
     before = len(results)
     assert main(args) == 0  # rerun: everything finished, nothing appended
     assert len(pd.read_csv(out / "results.csv")) == before
+
+
+def test_set_parses_explainer_hyperparameters():
+    from dattr_eval.cli import _explainer_params
+
+    assert _explainer_params(["influence.solver=arnoldi", "influence.arnoldi_iter=30", "random.seed=2"]) == {
+        "influence": {"solver": "arnoldi", "arnoldi_iter": 30}, "random": {"seed": 2}}
+    with pytest.raises(ValueError, match="EXPLAINER.PARAM=VALUE"):
+        _explainer_params(["solver=arnoldi"])
+
+
+def test_set_for_an_explainer_not_run_is_an_error(tmp_path, capsys):
+    args = ["run", "--benchmark", "digits-class", "--explainers", "random", "--set", "dualview.C=1.0",
+            "--out", str(tmp_path)]
+    assert main(args) == 2
+    assert "not in --explainers" in capsys.readouterr().err
