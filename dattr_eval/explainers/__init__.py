@@ -28,3 +28,5 @@ __all__ = ["Explainer", "NotFittedError", "REGISTRY", "register", "create", "nam
 from dattr_eval.discovery import import_submodules  # noqa: E402
 
 import_submodules(__name__, __path__, skip=("base",))
+# Peer adapters (captum.*, traker.*, ...): cheap to import, the peer packages load inside ``fit``.
+import dattr_eval.explainers.adapters  # noqa: F401
