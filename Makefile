@@ -5,8 +5,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 OUT ?= results/digits
+DEMO_BENCHMARKS := --benchmark digits-class --benchmark digits-mislabel --benchmark digits-shortcut
+DEMO_EXPLAINERS := random,dualview,representer,feature_similarity,grad_dot,grad_cos,tracin
 
-.PHONY: demo test test-all lint
+.PHONY: demo leaderboard test test-all lint
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,11 +16,20 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
+# The main job: score the fast explainers on the digits benchmarks, then write the report
+# (results/digits/leaderboard.{md,html} and figures). A rerun resumes.
 demo: $(STAMP)
-	$(PY) -m dattr_eval.demo --out $(OUT)
+	$(VENV)/bin/dattr-eval run $(DEMO_BENCHMARKS) --explainers $(DEMO_EXPLAINERS) --out $(OUT)
+	$(VENV)/bin/dattr-eval report $(OUT)
+
+# Every built-in explainer on every digits benchmark (longer; see README).
+leaderboard: $(STAMP)
+	$(VENV)/bin/dattr-eval run --benchmark 'digits-*' --explainers all --out results/digits-all
+	$(VENV)/bin/dattr-eval report results/digits-all
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+	$(PY) -m pytest -q --nbmake notebooks/
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow"
