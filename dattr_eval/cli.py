@@ -97,6 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         data_dir=args.data_dir,
         progress=not args.no_progress,
+        xda={"n_test": args.xda_n_test} if args.xda else False,
     )
     results = evaluator.run()
     print(to_markdown(leaderboard(results)))
@@ -134,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--data-dir", default=None, help="dataset files for benchmarks that are not bundled")
     p_run.add_argument("--cache-dir", default=None, help="trained-model cache (default ~/.cache/dattr_eval)")
     p_run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p_run.add_argument("--xda", action="store_true",
+                       help="also score DualView's LRP pair heatmaps with Quantus (image benchmarks)")
+    p_run.add_argument("--xda-n-test", type=int, default=16, help="test points the XDA benchmark explains")
     p_run.set_defaults(func=cmd_run)
 
     p_report = sub.add_parser("report", help="write the leaderboard (Markdown, HTML, figures) of a results directory")

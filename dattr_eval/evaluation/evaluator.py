@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 import traceback
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -36,6 +36,7 @@ from dattr_eval.evaluation.auxiliary import (
 )
 from dattr_eval.evaluation.profiling import MemorySampler, PhaseTimer, device_name
 from dattr_eval.evaluation.store import ResultStore, to_json
+from dattr_eval.evaluation.xda_scores import XDASettings, supports_xda, xda_rows
 from dattr_eval.explainers.base import Explainer
 from dattr_eval.metrics.base import Metric
 from dattr_eval.validation import check_positive, resolve_device
@@ -65,6 +66,7 @@ class _Cell:
     memory: MemorySampler
     error: str = ""
     where: str = ""
+    xda_rows: list[dict] = field(default_factory=list)
 
 
 class Evaluator:
@@ -84,6 +86,10 @@ class Evaluator:
             ``~/.cache/dattr_eval``).
         data_dir: dataset files for benchmarks that are not bundled (CIFAR-10, MNIST files).
         progress: show tqdm progress bars.
+        xda: the optional XDA benchmark (``True``, an ``XDASettings`` or a dict of its fields):
+            Quantus scores of the LRP pair heatmaps of feature-kernel explainers (DualView,
+            representer points) on image benchmarks, as extra ``kind="xda"`` rows
+            (see ``evaluation/xda_scores.py``). Default off.
     """
 
     def __init__(
@@ -97,6 +103,7 @@ class Evaluator:
         cache_dir: str | Path | None = None,
         data_dir: str | Path | None = None,
         progress: bool = True,
+        xda: bool | XDASettings | dict | None = False,
     ) -> None:
         check_positive(batch_size, "batch_size", integer=True)
         self.benchmarks = _as_list(benchmarks, (str, BenchmarkSpec, Benchmark))
@@ -111,6 +118,7 @@ class Evaluator:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.data_dir = data_dir
         self.progress = progress
+        self.xda = XDASettings.resolve(xda)
         self.store = ResultStore(self.out_dir)
 
     # ------------------------------------------------------------------ grid
@@ -254,6 +262,7 @@ class Evaluator:
                 "device_name": device_name(self.device),
             }
         )
+        rows.extend({**base, **row} for row in cell.xda_rows)
         return rows
 
     def _evaluate_cell(self, bench: Benchmark, template: Explainer, metric_set: dict[str, Metric]) -> _Cell:
@@ -302,6 +311,14 @@ class Evaluator:
                         results[mlabel] = metric.compute()
                 except Exception as exc:
                     results[mlabel] = _error_text(exc)
+            if self.xda is not None and supports_xda(explainer, bench):
+                try:
+                    with timer("xda"):
+                        cell.xda_rows = xda_rows(explainer, bench, self.xda)
+                except Exception as exc:  # recorded as one error row; the grid goes on
+                    warnings.warn(f"XDA scoring failed on benchmark {bench.name!r}: {_error_text(exc)}")
+                    cell.xda_rows = [{"metric": "xda", "kind": "xda", "category": "xda", "status": "error",
+                                      "error": _error_text(exc)}]
         return cell
 
     def _stream(self, bench, explainer, randomized, truth, batch_metrics, results, timer) -> None:

@@ -110,6 +110,19 @@ def to_markdown(board: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def xda_table(results: pd.DataFrame) -> pd.DataFrame:
+    """XDA scores (``kind="xda"`` rows): one row per benchmark × explainer, one column per
+    ``xda/<quantus metric>/<side>`` (empty when the evaluation ran without ``xda``)."""
+    rows = results[(results.kind == "xda") & (results.status == "ok")]
+    if rows.empty:
+        return pd.DataFrame()
+    table = rows.pivot_table(index=["benchmark", "explainer"], columns="metric", values="score", aggfunc="last")
+    table.columns.name = None
+    table.index = [f"{b} / {e}" for b, e in table.index]
+    table.index.name = "benchmark / explainer"
+    return table
+
+
 def _problems(results: pd.DataFrame) -> pd.DataFrame:
     bad = results[results.status.isin(["error", "skipped"])]
     return bad[["benchmark", "explainer", "metric", "status", "error"]].reset_index(drop=True)
@@ -237,7 +250,7 @@ def report(out_dir: str | Path, *, figures: bool = True) -> pd.DataFrame:
         raise FileNotFoundError(f"no results in {out_dir} (expected {out_dir / 'results.csv'}); run an evaluation first")
     board = leaderboard(results)
     board.to_csv(out_dir / "leaderboard.csv")
-    context, problems = _context(results), _problems(results)
+    context, problems, xda = _context(results), _problems(results), xda_table(results)
     images = {}
     if figures:
         for name, fig in (
@@ -250,11 +263,13 @@ def report(out_dir: str | Path, *, figures: bool = True) -> pd.DataFrame:
     md = ["# Leaderboard", "", to_markdown(board), "", _NOTES, ""]
     if not context.empty:
         md += ["## Benchmarks", "", to_markdown(context), ""]
+    if not xda.empty:
+        md += ["## Feature-level (XDA) scores", "", to_markdown(xda), "", _XDA_NOTES, ""]
     if not problems.empty:
         md += ["## Failed or skipped", "", to_markdown(problems.set_index("benchmark")), ""]
     md += [f"![{name}]({name}.png)" for name in images]
     (out_dir / "leaderboard.md").write_text("\n".join(md) + "\n", encoding="utf-8")
-    (out_dir / "leaderboard.html").write_text(_html(board, context, problems, images), encoding="utf-8")
+    (out_dir / "leaderboard.html").write_text(_html(board, context, problems, xda, images), encoding="utf-8")
     return board
 
 
@@ -266,7 +281,16 @@ _NOTES = (
 )
 
 
-def _html(board: pd.DataFrame, context: pd.DataFrame, problems: pd.DataFrame, images: dict[str, str]) -> str:
+_XDA_NOTES = (
+    "Quantus scores of the LRP heatmaps of test points paired with their top-k proponents "
+    "(sides test/train) and of the plain decision heatmap; faithfulness_correlation: higher is "
+    "better; max_sensitivity and random_logit: lower is better."
+)
+
+
+def _html(
+    board: pd.DataFrame, context: pd.DataFrame, problems: pd.DataFrame, xda: pd.DataFrame, images: dict[str, str]
+) -> str:
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>dattr_eval leaderboard</title>",
         f"<style>{_CSS}</style></head><body><h1>Leaderboard</h1>",
@@ -275,6 +299,9 @@ def _html(board: pd.DataFrame, context: pd.DataFrame, problems: pd.DataFrame, im
     ]
     if not context.empty:
         parts += ["<h2>Benchmarks</h2>", context.to_html(escape=True)]
+    if not xda.empty:
+        parts += ["<h2>Feature-level (XDA) scores</h2>", xda.to_html(float_format=_fmt, na_rep="–", escape=True),
+                  f"<p class='note'>{html.escape(_XDA_NOTES)}</p>"]
     if not problems.empty:
         parts += ["<h2>Failed or skipped</h2>", problems.to_html(escape=True, index=False)]
     titles = {"heatmap": "Scores by metric", "runtime_vs_rank": "Runtime vs. average rank", "memory": "Peak memory"}
