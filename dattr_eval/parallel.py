@@ -13,6 +13,7 @@ explainers need no extra argument::
   one after the other in this process; on Ray each shard is one task, and the dataset and the
   ``shared`` objects (the model) are put into the object store once (``ray.put``) and shared by
   all tasks.
+- :func:`cat_shards`: concatenate per-shard tensors (or tuples of them) back into one along dim 0.
 
 Ray is imported only when the Ray backend is used (optional extra ``distributed``).
 """
@@ -20,6 +21,7 @@ Ray is imported only when the Ray backend is used (optional extra ``distributed`
 from __future__ import annotations
 
 import contextvars
+import itertools
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -75,12 +77,13 @@ class Backend:
         return max(1, int(cpus // max(self.num_cpus, 1e-9)))
 
 
-_CURRENT: contextvars.ContextVar[Backend] = contextvars.ContextVar("dattr_eval_backend", default=Backend())
+_LOCAL = Backend()
+_CURRENT: contextvars.ContextVar[Backend] = contextvars.ContextVar("dattr_eval_backend")
 
 
 def current_backend() -> Backend:
     """The active :class:`Backend` (``Backend("local")`` outside any :func:`use_backend` block)."""
-    return _CURRENT.get()
+    return _CURRENT.get(_LOCAL)
 
 
 def import_ray() -> Any:
@@ -141,7 +144,7 @@ def shard_bounds(n: int, n_shards: int) -> list[tuple[int, int]]:
         return []
     n_shards = min(n_shards, n)
     edges = [n * i // n_shards for i in range(n_shards + 1)]
-    return list(zip(edges[:-1], edges[1:]))
+    return list(itertools.pairwise(edges))
 
 
 def _to_cpu(value: Any) -> Any:
@@ -208,3 +211,20 @@ def map_shards(
     task = _REMOTE_RUN_SHARD.options(**backend.task_options())
     fn_ref, data_ref, shared_ref = ray.put(fn), ray.put(dataset), ray.put(shared)
     return ray.get([task.remote(fn_ref, data_ref, lo, hi, shared_ref) for lo, hi in bounds])
+
+
+def cat_shards(
+    parts: list[torch.Tensor] | list[tuple[torch.Tensor, ...]],
+    device: torch.device | str | None = None,
+) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    """Concatenate the results of :func:`map_shards` along dim 0 (on ``device`` if given).
+
+    ``parts`` is a non-empty list of tensors ``(n_s, ...)`` -> ``(sum n_s, ...)``, or of equal-length
+    tuples of tensors -> a tuple of the concatenated positions.
+    """
+    if not parts:
+        raise ValueError("parts is empty: there is nothing to concatenate")
+    if isinstance(parts[0], tuple):
+        return tuple(cat_shards(list(column), device) for column in zip(*parts))
+    out = torch.cat(parts)
+    return out.to(device) if device is not None else out

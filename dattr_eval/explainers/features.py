@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from dattr_eval.data.loading import make_loader
+from dattr_eval.parallel import cat_shards, current_backend, map_shards
 
 
 def classifier_layer(model: nn.Module, layer: str | None = None) -> tuple[str, nn.Module]:
@@ -57,17 +58,33 @@ def extract_features(
     layer: str | None = None,
     batch_size: int = 256,
     device: torch.device | str | None = None,
+    parallel: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One streamed forward pass over ``dataset``.
+
+    With ``parallel`` and the Ray backend active (:mod:`dattr_eval.parallel`), the pass runs as
+    one Ray task per contiguous shard of ``dataset`` (each task holds a copy of the model and
+    computes on the model's device) and the shards are concatenated in order; the result is the
+    same as in-process. Pass ``parallel=False`` for small passes (test batches).
 
     Returns:
         features ``(n, d)`` float32 and logits ``(n, n_classes)``, on ``device`` (default: the model's).
     """
-    extractor = FeatureExtractor(model, layer)
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    if parallel and current_backend().is_ray:
+        shared = {"model": model, "layer": layer, "batch_size": batch_size}
+        return cat_shards(map_shards(_shard_features, dataset, shared=shared), device)
+    extractor = FeatureExtractor(model, layer)
     feats, logits = [], []
     for x, _ in make_loader(dataset, batch_size):
         f, z = extractor(x.to(device))
         feats.append(f.float())
         logits.append(z.float())
     return torch.cat(feats), torch.cat(logits)
+
+
+def _shard_features(
+    shard: Dataset, model: nn.Module, layer: str | None, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`extract_features` of one shard, in this process (a :func:`map_shards` task)."""
+    return extract_features(model, shard, layer=layer, batch_size=batch_size, parallel=False)

@@ -6,7 +6,8 @@ The one gradient engine behind TracIn, TRAK, gradient similarity and influence f
   target logit, TRAK's margin, or any callable) with respect to chosen parameters, computed with
   ``functional_call`` + ``vmap(grad(...))`` and streamed in batches; with a projector each batch
   is projected parameter tensor by parameter tensor, so only ``(batch, k)`` results accumulate
-  and the ``(n, p)`` matrix is never formed.
+  and the ``(n, p)`` matrix is never formed. Under the Ray backend (:mod:`dattr_eval.parallel`)
+  a dataset pass runs as one task per contiguous shard.
 - :class:`RandomProjector`: a seeded Gaussian or Rademacher ``(p, k)`` matrix scaled by
   ``1/sqrt(k)``, generated block by block (rows) on the fly, never held whole.
 - :func:`param_names`, :func:`grad_dim`, :func:`flat_params`: the parameter selection.
@@ -35,6 +36,7 @@ from tqdm.auto import tqdm
 
 from dattr_eval.data.loading import make_loader
 from dattr_eval.explainers.features import classifier_layer
+from dattr_eval.parallel import cat_shards, current_backend, map_shards
 from dattr_eval.validation import check_choice, check_positive
 
 #: :func:`make_projector` caches the projection matrix when it takes at most this many bytes
@@ -369,6 +371,12 @@ def per_sample_gradients(
     Uses the model in its current mode (call ``model.eval()`` first for batch norm / dropout
     models: per-sample gradients of a train-mode batch norm are not defined).
 
+    When ``data`` is a dataset (a training-set pass) and the Ray backend is active
+    (:mod:`dattr_eval.parallel`), the dataset is split into contiguous shards, each computed by a
+    Ray task holding a copy of the model, ``state_dict`` and ``projector`` (shipped once, computing
+    on ``device``), and the rows are concatenated in order: the same result as in-process. A
+    tuple of tensors (a test batch) is always computed here.
+
     Args:
         model: the network; used functionally, its parameters are never modified.
         data: a map-style dataset of ``(x, y)``, or a tuple ``(inputs (n, ...), targets (n,))``.
@@ -393,6 +401,17 @@ def per_sample_gradients(
     names = param_names(model, params)
     first = next(model.parameters())
     device = torch.device(device) if device is not None else first.device
+    if not isinstance(data, tuple) and current_backend().is_ray:
+        shared = {
+            "model": model,
+            "loss": loss,
+            "params": params,
+            "projector": projector,
+            "state_dict": state_dict,
+            "batch_size": batch_size,
+            "device": device,
+        }
+        return cat_shards(map_shards(_shard_gradients, data, shared=shared), device)
     source = dict(model.named_parameters())
     source.update(dict(model.named_buffers()))
     if state_dict is not None:
@@ -435,3 +454,8 @@ def per_sample_gradients(
         width = projector.dim_out if isinstance(projector, RandomProjector) else sum(sizes)
         return torch.zeros(0, width, device=device)
     return torch.cat(rows)
+
+
+def _shard_gradients(shard: Dataset, model: nn.Module, **kwargs) -> torch.Tensor:
+    """:func:`per_sample_gradients` of one shard (a :func:`map_shards` task, local backend)."""
+    return per_sample_gradients(model, shard, **kwargs)
