@@ -111,3 +111,28 @@ def merge_topk(first: TopK, second: TopK, k: int, offset: int = 0) -> TopK:
     indices = torch.cat([first.indices, second.indices + offset], dim=1)
     order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, :k]
     return TopK(values.gather(1, order), indices.gather(1, order))
+
+
+def select_topk(values: torch.Tensor, indices: torch.Tensor, k: int) -> TopK:
+    """The ``k`` largest of candidate attributions per row, ordered as :func:`topk` orders a dense row.
+
+    Args:
+        values: ``(n_test, m)`` float candidate attributions, ``m >= k``, in any column order.
+        indices: ``(n_test, m)`` int64 training indices of ``values``, distinct within each row.
+        k: entries kept per row.
+
+    Returns:
+        ``TopK`` of ``(n_test, k)``: values descending, ties towards the smaller training index
+        (whatever order the candidates came in, unlike :func:`merge_topk`, which relies on
+        ``first``'s indices all being below ``second``'s).
+    """
+    if values.shape != indices.shape or values.ndim != 2:
+        raise ValueError(
+            f"values and indices must both be (n_test, m), got {tuple(values.shape)} and {tuple(indices.shape)}"
+        )
+    if not 1 <= k <= values.shape[1]:
+        raise ValueError(f"k={k} must be between 1 and the {values.shape[1]} candidates per row")
+    by_index = torch.argsort(indices, dim=1, stable=True)
+    values, indices = values.gather(1, by_index), indices.gather(1, by_index)
+    order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, :k]
+    return TopK(values.gather(1, order), indices.gather(1, order))

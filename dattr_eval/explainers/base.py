@@ -2,25 +2,50 @@
 
 Subclasses implement ``_fit``, ``_explain`` and optionally ``_self_influence``; the public
 ``fit`` / ``explain`` / ``self_influence`` here do validation, devices, default targets and the
-contract check once for all.
+contract check once for all. ``explain_topk`` keeps only the top k per test input; explainers
+that can score a slice of the training set implement ``_column_scorer`` and are then streamed
+over training chunks, never holding a test batch's full ``(b, n_train)`` row block.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Callable
+from typing import ClassVar, NamedTuple
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from dattr_eval.contract import check_attributions
+from dattr_eval.contract import TopK, check_attributions, merge_topk, select_topk, topk
 from dattr_eval.data.loading import dataset_labels, make_loader
 from dattr_eval.params import ParamsMixin
-from dattr_eval.validation import check_dataset, check_labels, check_model, check_tensor, resolve_device
+from dattr_eval.validation import (
+    check_dataset,
+    check_labels,
+    check_model,
+    check_positive,
+    check_tensor,
+    resolve_device,
+)
 
 
 class NotFittedError(RuntimeError):
     """Raised when ``explain`` or ``self_influence`` is called before ``fit``."""
+
+
+class ColumnScorer(NamedTuple):
+    """Attributions of one test batch ``(b, ...)``, computed a slice of training columns at a time.
+
+    ``score(start, stop)`` returns the ``(b, stop - start)`` attributions of the training samples
+    ``columns[start:stop]`` (of samples ``start..stop-1`` when ``columns`` is ``None``), for any
+    ``0 <= start < stop <= n_columns``; it must equal the same columns of ``explain``.
+    ``columns``: ``None`` (all ``n_train`` samples, ``n_columns == n_train``) or an increasing
+    ``(n_columns,)`` int64 tensor of training indices; every other sample's attribution is exactly 0.
+    """
+
+    score: Callable[[int, int], torch.Tensor]
+    n_columns: int
+    columns: torch.Tensor | None = None
 
 
 class Explainer(ParamsMixin):
@@ -63,17 +88,54 @@ class Explainer(ParamsMixin):
         Returns:
             ``(n_test, n_train)`` float32 tensor (the attribution contract).
         """
-        self._check_fitted()
-        inputs = check_tensor(inputs, "inputs", min_ndim=1, floating=True, finite=True)
-        inputs = inputs.to(self.device_)
-        if targets is None:
-            targets = self.predict(inputs)
-        else:
-            targets = check_labels(targets, "targets", length=inputs.shape[0]).to(self.device_)
+        inputs, targets = self._check_inputs(inputs, targets)
         if inputs.shape[0] == 0:  # an empty test batch (e.g. a selection that kept nothing)
             return torch.zeros(0, self.n_train_, device=self.device_)
-        attributions = self._explain(inputs, targets).float()
-        return check_attributions(attributions, inputs.shape[0], self.n_train_)
+        return self._explain_checked(inputs, targets)
+
+    @torch.no_grad()
+    def explain_topk(
+        self,
+        inputs: torch.Tensor,
+        k: int,
+        targets: torch.Tensor | None = None,
+        chunk_size: int = 16384,
+        batch_size: int | None = None,
+    ) -> TopK:
+        """The ``k`` largest attributions per test input: ``contract.topk(explain(inputs, targets), k)``.
+
+        Computed per test batch of ``batch_size`` (default: the explainer's). Explainers with a
+        ``_column_scorer`` stream each batch over training chunks of ``chunk_size`` columns and
+        merge (``contract.merge_topk``): memory ``batch x chunk_size`` scores plus the
+        ``n_test x k`` result, whatever ``n_train``. Others fall back to the dense
+        ``explain`` of each batch (memory ``batch x n_train``). Ties go to the smaller training
+        index, as in ``contract.topk``.
+
+        Args:
+            inputs: ``(n_test, ...)`` float test inputs.
+            k: entries kept per test input, ``1 <= k <= n_train``.
+            targets: ``(n_test,)`` int64 classes; ``None`` = the model's predictions.
+            chunk_size: training columns scored at once on the streamed path.
+            batch_size: test inputs explained at once; ``None`` = ``self.batch_size``.
+
+        Returns:
+            ``TopK(values, indices)``, each ``(n_test, k)`` (float32, int64), values descending.
+        """
+        inputs, targets = self._check_inputs(inputs, targets)
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.n_train_:
+            raise ValueError(f"k must be an int in [1, n_train={self.n_train_}], got {k!r}")
+        check_positive(chunk_size, "chunk_size", integer=True)
+        batch_size = check_positive(batch_size or self.batch_size, "batch_size", integer=True)
+        parts = [
+            self._batch_topk(inputs[i : i + batch_size], targets[i : i + batch_size], k, chunk_size)
+            for i in range(0, inputs.shape[0], batch_size)
+        ]
+        if not parts:
+            return TopK(
+                torch.zeros(0, k, device=self.device_),
+                torch.zeros(0, k, dtype=torch.long, device=self.device_),
+            )
+        return TopK(torch.cat([p.values for p in parts]), torch.cat([p.indices for p in parts]))
 
     def self_influence(self) -> torch.Tensor:
         """Each training sample's attribution to its own prediction (its training label), ``(n_train,)``."""
@@ -99,6 +161,13 @@ class Explainer(ParamsMixin):
     def _explain(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def _column_scorer(self, inputs: torch.Tensor, targets: torch.Tensor) -> ColumnScorer | None:
+        """How to score training columns for this (validated) test batch; ``None``: not supported.
+
+        Override to let ``explain_topk`` stream over the training set (see :class:`ColumnScorer`).
+        """
+        return None
+
     def _self_influence(self) -> torch.Tensor:
         """Default: the diagonal of explaining the training set itself, one batch at a time.
 
@@ -114,6 +183,50 @@ class Explainer(ParamsMixin):
         return torch.cat(diag)
 
     # ------------------------------------------------------------------ helpers
+    def _check_inputs(
+        self, inputs: torch.Tensor, targets: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Validated ``inputs`` and ``targets`` (default: predictions) on the fitted device."""
+        self._check_fitted()
+        inputs = check_tensor(inputs, "inputs", min_ndim=1, floating=True, finite=True)
+        inputs = inputs.to(self.device_)
+        if targets is None:
+            return inputs, self.predict(inputs)
+        return inputs, check_labels(targets, "targets", length=inputs.shape[0]).to(self.device_)
+
+    def _explain_checked(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """``_explain`` as float32, checked against the contract, ``(b, n_train)``."""
+        return check_attributions(self._explain(inputs, targets).float(), inputs.shape[0], self.n_train_)
+
+    def _batch_topk(self, inputs: torch.Tensor, targets: torch.Tensor, k: int, chunk_size: int) -> TopK:
+        """Top ``k`` of one test batch: streamed over ``_column_scorer`` chunks, else dense."""
+        scorer = self._column_scorer(inputs, targets)
+        if scorer is None:
+            return topk(self._explain_checked(inputs, targets), k)
+        best: TopK | None = None
+        for start in range(0, scorer.n_columns, chunk_size):
+            stop = min(start + chunk_size, scorer.n_columns)
+            block = check_attributions(
+                scorer.score(start, stop).float(), inputs.shape[0], stop - start, name="column scores"
+            )
+            part = topk(block, min(k, stop - start))
+            best = part if best is None else merge_topk(best, part, k, offset=start)
+        if scorer.columns is None:
+            return best
+        return self._with_zero_columns(best, scorer.columns, k, inputs.shape[0])
+
+    def _with_zero_columns(self, best: TopK | None, columns: torch.Tensor, k: int, b: int) -> TopK:
+        """Top ``k`` of ``best`` (over ``columns``) and the exact zeros of every other column."""
+        others = torch.ones(self.n_train_, dtype=torch.bool, device=columns.device)
+        others[columns] = False
+        zeros = others.nonzero().squeeze(1)[:k].to(self.device_)  # the lowest-index zeros suffice
+        values = [torch.zeros(b, zeros.numel(), device=self.device_)]
+        indices = [zeros.expand(b, -1)]
+        if best is not None:
+            values.insert(0, best.values)
+            indices.insert(0, columns.to(self.device_)[best.indices])
+        return select_topk(torch.cat(values, 1), torch.cat(indices, 1), k)
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
             raise NotFittedError(f"{type(self).__name__} is not fitted yet: call fit(model, train_dataset) first")

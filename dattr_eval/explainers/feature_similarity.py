@@ -8,7 +8,7 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
 from dattr_eval.explainers import register
-from dattr_eval.explainers.base import Explainer
+from dattr_eval.explainers.base import ColumnScorer, Explainer
 from dattr_eval.explainers.features import extract_features
 from dattr_eval.validation import check_choice
 
@@ -26,6 +26,7 @@ class FeatureSimilarity(Explainer):
 
     Cost: one forward pass over the training set at ``fit``; one forward pass and an
     ``(n_test, d) x (d, n_train)`` product per ``explain``. Memory: ``n_train x d``.
+    ``explain_topk`` streams over training chunks.
     Fitted: ``features_ (n_train, d)`` (unit rows for ``cos``).
     """
 
@@ -44,18 +45,28 @@ class FeatureSimilarity(Explainer):
         self.batch_size = batch_size
         self.device = device
 
-    def _features(self, model: nn.Module, dataset: Dataset) -> torch.Tensor:
+    def _features(self, model: nn.Module, dataset: Dataset, parallel: bool = False) -> torch.Tensor:
         phi, _ = extract_features(
-            model, dataset, layer=self.layer, batch_size=self.batch_size, device=self.device_
+            model,
+            dataset,
+            layer=self.layer,
+            batch_size=self.batch_size,
+            device=self.device_,
+            parallel=parallel,
         )
         return F.normalize(phi, dim=1) if self.metric == "cos" else phi
 
     def _fit(self, model: nn.Module, train_dataset: Dataset) -> None:
         check_choice(self.metric, "metric", METRICS)
-        self.features_ = self._features(model, train_dataset)
+        self.features_ = self._features(model, train_dataset, parallel=True)
 
     def _explain(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return self._features(self.model_, TensorDataset(inputs, targets)) @ self.features_.T
+        return self._column_scorer(inputs, targets).score(0, self.n_train_)
+
+    def _column_scorer(self, inputs: torch.Tensor, targets: torch.Tensor) -> ColumnScorer:
+        """Columns ``start..stop-1``: ``phi(inputs) @ features_[start:stop].T``, ``(b, stop - start)``."""
+        phi = self._features(self.model_, TensorDataset(inputs, targets))
+        return ColumnScorer(lambda start, stop: phi @ self.features_[start:stop].T, self.n_train_)
 
     def _self_influence(self) -> torch.Tensor:
         return (self.features_ * self.features_).sum(1)

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from dattr_eval.explainers import register
+from dattr_eval.explainers.base import ColumnScorer
 from dattr_eval.explainers.tracin import TracIn
 
 
@@ -25,7 +26,8 @@ class GradDot(TracIn):
     ``self_influence`` is ``||grad f(x_j, y_j)||^2``.
 
     Cost: one per-sample-gradient pass over the training set at ``fit``, one per test batch;
-    memory ``n_train x d`` (``d`` = parameter count, or ``projection_dim``).
+    memory ``n_train x d`` (``d`` = parameter count, or ``projection_dim``). ``explain_topk``
+    streams over training chunks (test gradients computed once per test batch).
     Fitted: ``train_grads_`` (a one-element list of ``(n_train, d)``).
     """
 
@@ -55,6 +57,21 @@ class GradDot(TracIn):
         self.batch_size = batch_size
         self.device = device
         self.progress = progress
+
+    def _column_scorer(self, inputs: torch.Tensor, targets: torch.Tensor) -> ColumnScorer:
+        """Columns ``start..stop-1``: ``sum_t lr_t * test_t @ train_t[start:stop].T``, ``(b, stop - start)``."""
+        terms = [
+            (float(lr), self._features(self._gradients((inputs, targets), state)), train)
+            for state, lr, train in zip(self.states_, self.learning_rates_, self.train_grads_)
+        ]
+
+        def score(start: int, stop: int) -> torch.Tensor:
+            out = torch.zeros(inputs.shape[0], stop - start, device=self.device_)
+            for lr, test, train in terms:
+                out += lr * (test @ train[start:stop].T)
+            return out
+
+        return ColumnScorer(score, self.n_train_)
 
 
 @register("grad_cos")
