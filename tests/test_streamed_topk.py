@@ -47,7 +47,7 @@ class MatrixExplainer(Explainer):
 
 
 def fit_matrix(a: torch.Tensor, support: torch.Tensor | None) -> MatrixExplainer:
-    n_test, n_train = a.shape
+    n_train = a.shape[1]
     train = TensorDataset(torch.zeros(n_train, 1), torch.zeros(n_train, dtype=torch.long))
     return MatrixExplainer(a, support).fit(nn.Linear(1, 2), train)
 
