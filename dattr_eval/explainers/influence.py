@@ -1,4 +1,4 @@
-"""Influence functions (Koh & Liang 2017) with exact, CG, LiSSA and Arnoldi inverse-Hessian solvers."""
+"""Influence functions (Koh & Liang 2017) with exact, CG, LiSSA, Arnoldi, K-FAC and EK-FAC inverse-curvature solvers."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ from dattr_eval.explainers.hessian import (
     default_lissa_scale,
     lissa,
 )
+from dattr_eval.explainers.kfac import KINDS, LABELS, KroneckerInverse
 from dattr_eval.validation import check_choice, check_positive
 
-SOLVERS = ("exact", "cg", "lissa", "arnoldi")
+SOLVERS = ("exact", "cg", "lissa", "arnoldi", *KINDS)
 
 
 @register("influence")
@@ -46,26 +47,39 @@ class InfluenceFunction(Explainer):
       give the ``arnoldi_top_k`` largest-magnitude eigenpairs ``(lambda_k, u_k)`` of ``H``;
       ``A[i, j] = sum_k (u_k . g_i)(u_k . g_j) / lambda_k``. Train gradients are projected as they
       stream, so memory is ``n_train x top_k`` plus the Krylov basis ``arnoldi_iter x p``.
+    - ``"kfac"`` / ``"ekfac"`` (``kfac.py``): ``H`` replaced by the block-diagonal K-FAC or EK-FAC
+      approximation of the Fisher (George et al. 2018; Grosse et al. 2023, as kronfluence), one
+      block per ``nn.Linear`` / ``nn.Conv2d`` layer (other parameters raise ``ValueError``),
+      fitted on the cross-entropy of labels drawn from the model's predictive distribution
+      (``fisher_labels="sampled"``, seeded) or of the true labels (``"true"``). ``damping=None``
+      uses kronfluence's heuristic, 0.1 x the mean eigenvalue of each layer. Cost at fit: two
+      forward + backward passes (K-FAC: one) and the eigendecompositions of the factors; per
+      ``explain`` batch, one rotation per layer: no Hessian-vector products at all.
 
-    ``hessian_samples`` estimates ``H`` on a seeded random subset of that many training samples.
+    ``hessian_samples`` estimates ``H`` (or the K-FAC / EK-FAC factors) on a seeded random
+    subset of that many training samples.
 
     Cost: one per-sample-gradient pass over the training set at ``fit`` (kept in memory,
     ``n_train x p``, except for ``arnoldi``); per ``explain`` batch, the test gradients and one
-    inverse-Hessian solve per test sample (CG / LiSSA: that many products per solve, all test
-    samples vectorised together). ``self_influence`` is ``g_j^T H^{-1} g_j``: closed form for
-    ``exact`` and ``arnoldi``; ``cg``/``lissa`` solve once per training sample.
+    inverse-Hessian solve for all of them at once (CG / LiSSA: each iteration is one streamed
+    pass whose products are vectorised over the test gradients; its compute grows with their
+    number). ``self_influence`` is ``g_j^T H^{-1} g_j``: closed form for ``exact``, ``arnoldi``,
+    ``kfac``, ``ekfac``; ``cg``/``lissa`` solve for every training gradient.
     """
 
     summary = "influence functions: test gradient x inverse Hessian x train gradient"
     citation = (
         "Koh & Liang, Understanding Black-box Predictions via Influence Functions, ICML 2017; "
-        "Schioppa et al., Scaling Up Influence Functions, AAAI 2022 (arnoldi)"
+        "Schioppa et al., Scaling Up Influence Functions, AAAI 2022 (arnoldi); "
+        "George et al., Fast Approximate Natural Gradient Descent in a Kronecker-factored "
+        "Eigenbasis, NeurIPS 2018 and Grosse et al., Studying Large Language Model "
+        "Generalization with Influence Functions, 2023 (ekfac)"
     )
 
     def __init__(
         self,
         solver: str = "cg",
-        damping: float = 1e-3,
+        damping: float | None = 1e-3,
         params: str | Sequence[str] | None = None,
         cg_tol: float = 1e-4,
         cg_max_iter: int = 100,
@@ -74,6 +88,7 @@ class InfluenceFunction(Explainer):
         lissa_scale: float | None = None,
         arnoldi_iter: int = 100,
         arnoldi_top_k: int = 20,
+        fisher_labels: str = "sampled",
         hessian_samples: int | None = None,
         seed: int = 0,
         batch_size: int = 256,
@@ -90,6 +105,7 @@ class InfluenceFunction(Explainer):
         self.lissa_scale = lissa_scale
         self.arnoldi_iter = arnoldi_iter
         self.arnoldi_top_k = arnoldi_top_k
+        self.fisher_labels = fisher_labels
         self.hessian_samples = hessian_samples
         self.seed = seed
         self.batch_size = batch_size
@@ -99,7 +115,14 @@ class InfluenceFunction(Explainer):
     # ------------------------------------------------------------------ fit
     def _check_hyperparameters(self) -> None:
         check_choice(self.solver, "solver", SOLVERS)
-        check_positive(self.damping, "damping", allow_zero=True)
+        check_choice(self.fisher_labels, "fisher_labels", LABELS)
+        if self.damping is not None:
+            check_positive(self.damping, "damping", allow_zero=True)
+        elif self.solver not in KINDS:
+            raise ValueError(
+                "damping=None (0.1 x the mean eigenvalue) is for solver='kfac' or 'ekfac' only; "
+                f"solver={self.solver!r} needs a number >= 0"
+            )
         check_positive(self.cg_tol, "cg_tol")
         for name in (
             "cg_max_iter",
@@ -127,9 +150,28 @@ class InfluenceFunction(Explainer):
     def _fit(self, model: nn.Module, train_dataset: Dataset) -> None:
         self._check_hyperparameters()
         self.param_names_ = param_names(model, self.params)
+        data = self._hessian_data(train_dataset)
+        if self.solver in KINDS:
+            self.inverse_ = KroneckerInverse(
+                model,
+                data,
+                self.param_names_,
+                kind=self.solver,
+                labels=self.fisher_labels,
+                damping=self.damping,
+                batch_size=self.batch_size,
+                seed=self.seed,
+                device=self.device_,
+            )
+        else:
+            self._fit_hessian(model, data)
+        self.train_rep_ = self._gradients(train_dataset)
+
+    def _fit_hessian(self, model: nn.Module, data: Dataset) -> None:
+        """The Hessian operator and what the exact / LiSSA / Arnoldi solvers precompute from it."""
         self.hessian_ = TrainingHessian(
             model,
-            self._hessian_data(train_dataset),
+            data,
             self.param_names_,
             damping=self.damping,
             batch_size=self.batch_size,
@@ -146,7 +188,6 @@ class InfluenceFunction(Explainer):
             self.inverse_ = ArnoldiInverse(
                 self.hessian_, n_iter=self.arnoldi_iter, top_k=self.arnoldi_top_k, seed=self.seed
             )
-        self.train_rep_ = self._gradients(train_dataset)
 
     # ------------------------------------------------------------------ math
     def _gradients(self, data: Dataset | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -180,7 +221,7 @@ class InfluenceFunction(Explainer):
             )
         if self.solver == "exact":
             return self.inverse_.solve(rep)
-        return self.inverse_.precondition(rep)
+        return self.inverse_.precondition(rep)  # arnoldi, kfac, ekfac
 
     def _explain(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return self._precondition(self._gradients((inputs, targets))) @ self.train_rep_.T
