@@ -5,6 +5,7 @@ Examples::
     dattr-eval list
     dattr-eval run --benchmark digits-mislabel --explainers random,dualview --out results/d
     dattr-eval run --benchmark 'digits-*' --explainers all --out results/digits
+    dattr-eval run --benchmark 'digits-*' --explainers all --out results/digits --backend ray --address auto
     dattr-eval report results/d
 """
 
@@ -87,6 +88,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if unknown:
         raise ValueError(f"--set names explainer(s) {sorted(unknown)} that are not in --explainers")
     explainers = {n: registry.create(n, **overrides.get(n, {})) for n in names}
+    if args.address is not None and args.backend != "ray":
+        raise ValueError("--address needs --backend ray")
     evaluator = Evaluator(
         _benchmark_names(args.benchmark),
         explainers,
@@ -98,6 +101,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         progress=not args.no_progress,
         xda={"n_test": args.xda_n_test} if args.xda else False,
+        backend=args.backend,
+        ray_address=args.address,
+        num_cpus=args.num_cpus,
+        num_gpus=args.num_gpus,
     )
     results = evaluator.run()
     print(to_markdown(leaderboard(results)))
@@ -138,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--xda", action="store_true",
                        help="also score DualView's LRP pair heatmaps with Quantus (image benchmarks)")
     p_run.add_argument("--xda-n-test", type=int, default=16, help="test points the XDA benchmark explains")
+    p_run.add_argument("--backend", choices=["local", "ray"], default="local",
+                       help="run each benchmark × explainer cell in this process (default) or as a Ray task")
+    p_run.add_argument("--address", default=None,
+                       help="Ray cluster to join: 'auto' (this machine's cluster), 'ray://HEAD:10001'; "
+                            "default: start a local one")
+    p_run.add_argument("--num-cpus", type=float, default=1, help="CPUs each Ray task reserves")
+    p_run.add_argument("--num-gpus", type=float, default=0, help="GPUs each Ray task reserves (with --device cuda)")
     p_run.set_defaults(func=cmd_run)
 
     p_report = sub.add_parser("report", help="write the leaderboard (Markdown, HTML, figures) of a results directory")

@@ -17,7 +17,7 @@ import traceback
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -39,13 +39,15 @@ from dattr_eval.evaluation.store import ResultStore, to_json
 from dattr_eval.evaluation.xda_scores import XDASettings, supports_xda, xda_rows
 from dattr_eval.explainers.base import Explainer
 from dattr_eval.metrics.base import Metric
-from dattr_eval.validation import check_positive, resolve_device
+from dattr_eval.validation import check_choice, check_positive, resolve_device
 
 #: ground-truth fields the evaluator produces (the rest come from the benchmark)
 SELF_INFLUENCE = "self_influence"
 RANDOMIZED = "randomized_attributions"
 LDS_FIELDS = ("subset_masks", "subset_outputs")
 RETRAIN = "retrain_fn"
+#: where the cells run (``Evaluator(backend=...)``)
+BACKENDS = ("local", "ray")
 
 
 def _clone(obj: Any) -> Any:
@@ -69,6 +71,10 @@ class _Cell:
     xda_rows: list[dict] = field(default_factory=list)
 
 
+#: ``_run_cell``'s arguments: benchmark, explainer label, explainer template, metrics, skipped metrics
+CellArgs = tuple[Benchmark, str, Explainer, dict[str, Metric], dict[str, tuple[Metric, str]]]
+
+
 class Evaluator:
     """Runs explainers × benchmarks × metrics and writes a results table.
 
@@ -90,6 +96,20 @@ class Evaluator:
             Quantus scores of the LRP pair heatmaps of feature-kernel explainers (DualView,
             representer points) on image benchmarks, as extra ``kind="xda"`` rows
             (see ``evaluation/xda_scores.py``). Default off.
+        backend: ``"local"`` (this process, the default) or ``"ray"``: each benchmark × explainer
+            cell runs as one Ray task (see ``evaluation/ray_backend.py``); the driver builds each
+            benchmark once and appends the rows to ``out_dir`` as cells finish.
+        ray_address: the Ray cluster to connect to when Ray is not initialised in this process
+            (``"auto"``, ``"ray://head:10001"``; ``None``: start a local one). An initialised Ray
+            is reused.
+        num_cpus, num_gpus: resources each Ray task declares (a cell, and each of its batch and
+            shard tasks).
+        max_retries: how often Ray reruns a task whose worker died.
+        parallel_batches: with Ray, explain a cell's test batches as parallel tasks (the fitted
+            explainer shared through the object store) and merge the metrics' states in test
+            order; the scores equal the sequential ones. CPU tasks only (``num_gpus=0``).
+        shard_passes: with Ray, run each cell inside ``parallel.use_backend("ray")``, so
+            feature-extraction and per-sample-gradient passes over the training set are sharded.
     """
 
     def __init__(
@@ -104,8 +124,28 @@ class Evaluator:
         data_dir: str | Path | None = None,
         progress: bool = True,
         xda: bool | XDASettings | dict | None = False,
+        backend: str = "local",
+        ray_address: str | None = None,
+        num_cpus: float = 1,
+        num_gpus: float = 0,
+        max_retries: int = 3,
+        parallel_batches: bool = False,
+        shard_passes: bool = False,
     ) -> None:
         check_positive(batch_size, "batch_size", integer=True)
+        self.backend = check_choice(backend, "backend", BACKENDS)
+        self.num_cpus = check_positive(num_cpus, "num_cpus")
+        self.num_gpus = check_positive(num_gpus, "num_gpus", allow_zero=True)
+        self.max_retries = check_positive(max_retries, "max_retries", integer=True, allow_zero=True)
+        for flag, value in (("parallel_batches", parallel_batches), ("shard_passes", shard_passes)):
+            if value and self.backend != "ray":
+                raise ValueError(f"{flag}=True needs backend='ray', got backend={backend!r}")
+        if parallel_batches and num_gpus:
+            raise ValueError("parallel_batches=True needs num_gpus=0: a cell keeps its GPU while it waits "
+                             "for its batch tasks, which could then never be scheduled")
+        self.ray_address = ray_address
+        self.parallel_batches = parallel_batches
+        self.shard_passes = shard_passes
         self.benchmarks = _as_list(benchmarks, (str, BenchmarkSpec, Benchmark))
         for b in self.benchmarks:
             if not isinstance(b, (str, BenchmarkSpec, Benchmark)):
@@ -124,30 +164,46 @@ class Evaluator:
     # ------------------------------------------------------------------ grid
     def run(self) -> pd.DataFrame:
         """Evaluate the whole grid; returns the results table (latest row per key)."""
-        finished = self.store.finished()
         bar = tqdm(total=len(self.benchmarks) * len(self.explainers), desc="benchmark × explainer",
                    disable=not self.progress)
         try:
-            for spec in self.benchmarks:
-                name, labels = _benchmark_name(spec), self._declared_metrics(spec)
-                pending = {
-                    label: _pending(finished, name, label, to_json(e.get_params()), labels)
-                    for label, e in self.explainers.items()
-                }
-                if all(p is None for p in pending.values()):
-                    bar.update(len(pending))
-                    continue
-                bench, metric_set, skipped = self._prepare(spec)
-                for label, template in self.explainers.items():
-                    bar.set_postfix_str(f"{bench.name} / {label}")
-                    if pending[label] is not None:
-                        wanted = {k: m for k, m in metric_set.items() if k in pending[label]}
-                        skip = {k: v for k, v in skipped.items() if k in pending[label]}
-                        self.store.append(self._run_cell(bench, label, template, wanted, skip))
-                    bar.update(1)
+            if self.backend == "ray":
+                from dattr_eval.evaluation.ray_backend import run_cells
+
+                finished_cells = run_cells(self, self._pending_cells(bar))
+            else:
+                finished_cells = (self._run_cell(*cell) for cell in self._pending_cells(bar))
+            for rows in finished_cells:
+                self.store.append(rows)
+                bar.update(1)
         finally:
             bar.close()
         return self.store.read()
+
+    def _pending_cells(self, bar: tqdm) -> Iterator[CellArgs]:
+        """The unfinished cells in grid order, as ``_run_cell`` arguments; finished ones tick ``bar``.
+
+        Each benchmark is built (``_prepare``) when its first unfinished cell is due.
+        """
+        finished = self.store.finished()
+        for spec in self.benchmarks:
+            name, labels = _benchmark_name(spec), self._declared_metrics(spec)
+            pending = {
+                label: _pending(finished, name, label, to_json(e.get_params()), labels)
+                for label, e in self.explainers.items()
+            }
+            if all(p is None for p in pending.values()):
+                bar.update(len(pending))
+                continue
+            bench, metric_set, skipped = self._prepare(spec)
+            for label, template in self.explainers.items():
+                if pending[label] is None:
+                    bar.update(1)
+                    continue
+                wanted = {k: m for k, m in metric_set.items() if k in pending[label]}
+                skip = {k: v for k, v in skipped.items() if k in pending[label]}
+                bar.set_postfix_str(f"{bench.name} / {label}")
+                yield bench, label, template, wanted, skip
 
     def _declared_metrics(self, spec: str | BenchmarkSpec | Benchmark) -> list[str]:
         """The metric labels a benchmark will be scored with, known before building it."""
@@ -206,7 +262,18 @@ class Evaluator:
         skipped: dict[str, tuple[Metric, str]],
     ) -> list[dict]:
         """Evaluate one cell and return its rows (metric rows, skipped rows, one profile row)."""
-        cell = self._evaluate_cell(bench, template, metric_set)
+        return self._cell_rows(bench, label, template, metric_set, skipped, self._evaluate_cell(bench, template, metric_set))
+
+    def _cell_rows(
+        self,
+        bench: Benchmark,
+        label: str,
+        template: Explainer,
+        metric_set: dict[str, Metric],
+        skipped: dict[str, tuple[Metric, str]],
+        cell: _Cell,
+    ) -> list[dict]:
+        """The rows of an evaluated (or lost) cell; warns about the failures it records."""
         if cell.error:
             warnings.warn(f"explainer {label!r} failed on benchmark {bench.name!r}: {cell.error}{cell.where}")
         base = {
@@ -322,12 +389,27 @@ class Evaluator:
         return cell
 
     def _stream(self, bench, explainer, randomized, truth, batch_metrics, results, timer) -> None:
-        """Explain the test set batch by batch and feed each batch to the metrics."""
-        n = bench.n_test
-        batches = range(0, n, self.batch_size)
-        for start in tqdm(batches, desc=f"{bench.name} batches", leave=False, disable=not self.progress or len(batches) < 2):
+        """Explain the test set batch by batch and feed each batch to the metrics (as Ray tasks with ``parallel_batches``)."""
+        if self.parallel_batches:
+            from dattr_eval.evaluation.ray_backend import stream_batches
+
+            stream_batches(self, bench.test_inputs, explainer, randomized, truth, batch_metrics, results, timer)
+            return
+        batches = range(0, bench.n_test, self.batch_size)
+        bar = tqdm(batches, desc=f"{bench.name} batches", leave=False, disable=not self.progress or len(batches) < 2)
+        self._explain_batches(bench.test_inputs, bar, explainer, randomized, truth, batch_metrics, results, timer)
+
+    def _explain_batches(self, inputs, starts, explainer, randomized, truth, batch_metrics, results, timer) -> None:
+        """Explain the batches of ``inputs`` that begin at ``starts``, in that order, and feed each to the metrics.
+
+        ``inputs`` ``(n_test, ...)`` and ``truth`` cover the whole test set; the batch at ``start``
+        is rows ``start .. start + batch_size - 1``. Metrics with an entry in ``results`` (an
+        error) are not updated; new errors are added there.
+        """
+        n = inputs.shape[0]
+        for start in starts:
             stop = min(start + self.batch_size, n)
-            x = bench.test_inputs[start:stop]
+            x = inputs[start:stop]
             batch_truth = truth.select(slice(start, stop))
             targets = batch_truth.test_targets.to(self.device)
             with timer("explain"):
