@@ -11,7 +11,7 @@ from sklearn.svm import LinearSVC
 from dattr_eval import explainers
 from dattr_eval.contract import check_attributions
 from dattr_eval.explainers.dualview import kendall_tau_rows
-from tests._digits_models import digits_split, small_mlp
+from tests._digits_models import digits_split, single_thread, small_mlp  # noqa: F401  (one torch thread)
 
 N_TRAIN, N_TEST, C = 200, 23, 1e-2
 

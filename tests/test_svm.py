@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,10 @@ from scipy.optimize import minimize
 from sklearn.datasets import load_digits
 from sklearn.svm import LinearSVC
 
+from dattr_eval import explainers
+from dattr_eval.explainers import svm
 from dattr_eval.explainers.svm import ConvergenceWarning, CrammerSingerSVC, objectives, solve_subproblems
+from tests._digits_models import single_thread  # noqa: F401  (one torch thread for this module)
 
 C = 0.01
 
@@ -23,7 +28,8 @@ def digits():
 @pytest.fixture(scope="module")
 def fitted(digits):
     x, y = digits
-    ours = CrammerSingerSVC(C=C, tol=1e-6, max_iter=5000, block_size=64).fit(x, y)
+    ours = CrammerSingerSVC(C=C, tol=1e-6, max_iter=5000).fit(x, y)
+    assert ours.method_ == "sequential"  # the CPU default
     ref = LinearSVC(multi_class="crammer_singer", C=C, tol=1e-8, fit_intercept=False, max_iter=100000)
     ref.fit(x.numpy(), y.numpy())
     return ours, ref
@@ -74,11 +80,13 @@ def test_dual_identity_and_sign_pattern(digits, fitted):
     torch.testing.assert_close(alpha.sum(1), torch.zeros(300, dtype=torch.float64), atol=1e-12, rtol=0)
 
 
-def test_kkt_conditions(digits):
+@pytest.mark.parametrize("method", ["sequential", "block"])
+def test_kkt_conditions(digits, method):
     """alpha_i = 0 where the margin is clearly > 1; alpha_{i,y_i} = C where it is clearly < 1."""
     x, y = digits
     c = 0.1
-    ours = CrammerSingerSVC(C=c, tol=1e-4, max_iter=5000, block_size=32).fit(x, y)
+    ours = CrammerSingerSVC(C=c, tol=1e-4, max_iter=5000, method=method, block_size=32).fit(x, y)
+    assert ours.method_ == method and ours.converged_
     scores = x @ ours.coef_.T
     others = scores.scatter(1, y[:, None], -torch.inf)
     margin = scores.gather(1, y[:, None]).squeeze(1) - others.amax(1)
@@ -92,7 +100,7 @@ def test_kkt_conditions(digits):
 
 def test_intercept_matches_sklearn(digits):
     x, y = digits
-    ours = CrammerSingerSVC(C=C, fit_intercept=True, tol=1e-6, max_iter=5000, block_size=64).fit(x, y)
+    ours = CrammerSingerSVC(C=C, fit_intercept=True, tol=1e-6, max_iter=5000).fit(x, y)
     ref = LinearSVC(multi_class="crammer_singer", C=C, tol=1e-8, max_iter=100000).fit(x.numpy(), y.numpy())
     both = lambda w, b: np.concatenate([np.asarray(w), np.asarray(b)[:, None]], 1).ravel()
     a, b = both(ours.coef_, ours.intercept_), both(ref.coef_, ref.intercept_)
@@ -100,25 +108,59 @@ def test_intercept_matches_sklearn(digits):
     torch.testing.assert_close(ours.intercept_, ours.dual_coef_.sum(0))
 
 
-def test_warns_at_iteration_cap(digits):
+@pytest.mark.parametrize("method", ["sequential", "block"])
+def test_warns_at_iteration_cap(digits, method):
     x, y = digits
     with pytest.warns(ConvergenceWarning, match="max_iter=2"):
-        svm = CrammerSingerSVC(C=10.0, tol=1e-9, max_iter=2).fit(x, y)
-    assert not svm.converged_ and svm.n_iter_ == 2
+        fitted = CrammerSingerSVC(C=10.0, tol=1e-9, max_iter=2, method=method).fit(x, y)
+    assert not fitted.converged_ and fitted.n_iter_ == 2
+    assert fitted.duality_gap_ > 1e-9
+
+
+def test_sequential_and_block_reach_the_same_solution(digits):
+    """Two different algorithms, one optimum: W is unique; alpha is here too (checked, not assumed)."""
+    x, y = digits
+    x, y, c = x[:120], y[:120], 0.1
+    seq, block = (
+        CrammerSingerSVC(C=c, tol=1e-8, max_iter=20000, method=m, block_size=32).fit(x, y)
+        for m in ("sequential", "block")
+    )
+    assert seq.converged_ and block.converged_
+    torch.testing.assert_close(seq.coef_, block.coef_, rtol=0, atol=1e-5 * float(block.coef_.abs().max()))
+    torch.testing.assert_close(seq.dual_coef_, block.dual_coef_, rtol=0, atol=1e-4 * c)
+    assert torch.equal(seq.support_, block.support_) and 0 < seq.support_.numel() < 120
+
+
+def test_missing_numba_names_the_fix(digits, monkeypatch):
+    x, y = digits
+    svm._sequential_kernels.cache_clear()
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba -> ImportError
+    monkeypatch.delitem(sys.modules, "dattr_eval.explainers.svm_sequential", raising=False)
+    monkeypatch.delattr(explainers, "svm_sequential", raising=False)
+    try:
+        with pytest.raises(ImportError, match="needs numba"):
+            CrammerSingerSVC(C=C, method="sequential").fit(x, y)
+        assert CrammerSingerSVC(C=C, method="block").fit(x, y).duality_gap_ <= 1e-3
+    finally:
+        svm._sequential_kernels.cache_clear()
 
 
 def test_float32_and_bad_input(digits):
     x, y = digits
-    svm = CrammerSingerSVC(C=C, dtype=torch.float32).fit(x.float(), y)
-    assert svm.coef_.dtype == torch.float32 and svm.duality_gap_ <= 1e-3
+    for method in ("sequential", "block"):
+        fitted = CrammerSingerSVC(C=C, dtype=torch.float32, method=method).fit(x.float(), y)
+        assert fitted.coef_.dtype == torch.float32 and fitted.duality_gap_ <= 1e-3
     with pytest.raises(ValueError, match="C must be > 0"):
         CrammerSingerSVC(C=0.0).fit(x, y)
     with pytest.raises(ValueError, match="y must have length 300"):
         CrammerSingerSVC().fit(x, y[:5])
+    with pytest.raises(ValueError, match="method must be one of"):
+        CrammerSingerSVC(method="liblinear").fit(x, y)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu(digits, fitted):
     x, y = digits
     gpu = CrammerSingerSVC(C=C, tol=1e-6, max_iter=5000, block_size=64, device="cuda").fit(x, y)
+    assert gpu.method_ == "block"
     torch.testing.assert_close(gpu.coef_.cpu(), fitted[0].coef_, rtol=1e-3, atol=1e-4)

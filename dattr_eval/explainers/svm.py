@@ -12,29 +12,45 @@ Dual, with ``e_im = 1 - [m == y_i]`` and ``W(alpha) = alpha^T Phi`` (``(K, d)``)
 
 so ``alpha_{i, y_i} in [0, C]`` and ``alpha_im <= 0`` for ``m != y_i``.
 
-Solver (block-parallel dual coordinate descent): each epoch computes the full gradient
-``G = Phi W^T + E`` once (one GEMM), which also gives the exact duality gap; it stops when
-``(P(W) + D(alpha)) / P(W) <= tol``. Samples that are provably inactive for the epoch
-(``alpha_i = 0`` and margin ``> 1``) are skipped (shrinking). The rest are visited in random blocks;
-in a block every sample solves its own ``K``-variable sub-problem against the current ``W``
-(liblinear's sort-based closed form, batched), and the block moves along the combined direction
-with the exact line search of the quadratic dual, ``t* = -<grad, D> / ||D^T Phi_B||^2`` clipped to
-``[0, 1]``: a convex combination of feasible points stays feasible, and the dual never increases.
-Every step is a handful of batched tensor operations, identical on CPU and CUDA.
+Two solvers, both dual coordinate descent, chosen by ``method``:
 
+- ``"sequential"`` (CPU; the default there): liblinear's ``Solver_MCSVM_CS`` compiled with numba
+  (``svm_sequential.cs_epoch``): a random permutation per epoch, one sample at a time with its
+  sort-based closed-form sub-problem, shrinking of classes and samples at their bounds with
+  liblinear's rules (all are unshrunk, with a halved shrinking tolerance, whenever the pass's
+  largest violation falls below it), dense float64 rows.
+- ``"block"`` (the default on CUDA): block-parallel. Samples that are provably inactive for the
+  epoch (``alpha_i = 0`` and margin ``> 1``) are skipped; the rest are visited in random blocks; in a
+  block every sample solves its own ``K``-variable sub-problem against the current ``W`` (the same
+  closed form, batched), and the block moves along the combined direction with the exact line
+  search of the quadratic dual, ``t* = -<grad, D> / ||D^T Phi_B||^2`` clipped to ``[0, 1]``: a convex
+  combination of feasible points stays feasible, and the dual never increases. Every step is a
+  handful of batched tensor operations, identical on CPU and CUDA.
+
+Both stop on the exact relative duality gap ``(P(W) + D(alpha)) / P(W) <= tol``, computed with one
+``Phi W^T`` product (every epoch for ``block``; for ``sequential`` after every half pass over the
+data and before every unshrinking), and warn when they reach ``max_iter`` epochs.
 At the end ``W`` is recomputed from ``alpha`` (``coef_ == dual_coef_.T @ Phi`` to the last bit of
 one matmul) and the reported gap is the gap of that pair.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from dattr_eval.validation import check_labels, check_positive, check_tensor, resolve_device
+from dattr_eval.validation import (
+    check_choice,
+    check_labels,
+    check_positive,
+    check_tensor,
+    resolve_device,
+)
 
 
 class ConvergenceWarning(UserWarning):
@@ -65,7 +81,12 @@ def objectives(
     ww = float((weight * weight).sum())
     primal = 0.5 * ww + C * float(hinge_losses(features @ weight.T, y).sum())
     dual = 0.5 * ww + float((alpha * _cost_matrix(y, weight.shape[0], alpha.dtype)).sum())
-    return primal, dual, (primal + dual) / max(primal, torch.finfo(torch.float64).tiny)
+    return primal, dual, relative_gap(primal, dual)
+
+
+def relative_gap(primal: float, dual: float) -> float:
+    """``(P + D) / P`` for the primal ``P`` and the minimised dual ``D`` (``P > 0`` unless ``W = 0`` fits all)."""
+    return (primal + dual) / max(primal, torch.finfo(torch.float64).tiny)
 
 
 def solve_subproblems(
@@ -112,18 +133,26 @@ class CrammerSingerSVC:
         fit_intercept: append a constant feature ``intercept_scaling`` (regularised, as liblinear).
         intercept_scaling: value of that constant feature.
         tol: stop when the relative duality gap ``(P + D) / P`` is ``<= tol``.
-        max_iter: epochs at most; reaching it warns ``ConvergenceWarning``.
-        block_size: samples per parallel block (smaller = closer to sequential CD, more steps).
-        dtype: working precision (float64 default; float32 is faster on GPUs).
+        max_iter: epochs at most (passes over the unshrunk samples); reaching it warns
+            ``ConvergenceWarning``.
+        method: ``"sequential"`` (compiled liblinear-style CD on the CPU; needs numba; data on a GPU
+            is copied to the host), ``"block"`` (block-parallel torch CD, CPU or CUDA) or ``"auto"``
+            (sequential when the solver's device is the CPU, block otherwise).
+        block_size: samples per parallel block of ``method="block"`` (smaller = closer to
+            sequential CD, more steps).
+        dtype: precision of the results and of the ``block`` solver (float64 default; float32 is
+            faster on GPUs); the ``sequential`` solver always iterates in float64.
         device: ``None`` = the device of ``X``.
-        seed: seed of the block permutation.
+        seed: seed of the sample permutations.
         progress: show a tqdm bar over epochs.
 
     Fitted attributes: ``dual_coef_ (n, K)`` (alpha; column m = class m), ``coef_ (K, d)``
     (``== dual_coef_.T @ X``), ``intercept_ (K,)`` (``intercept_scaling * dual_coef_.sum(0)``; zeros
     without ``fit_intercept``), ``support_`` int64 indices of rows with ``max_m |alpha_im| >= 1e-6 C``,
     ``primal_objective_``, ``dual_objective_``, ``duality_gap_`` (relative), ``n_iter_`` (epochs),
-    ``converged_``, ``fit_seconds_`` (wall time of ``fit``, synchronised on CUDA).
+    ``converged_``, ``method_`` (the solver used), ``fit_seconds_`` (wall time of the solve,
+    synchronised on CUDA; excludes loading the compiled ``sequential`` kernels, about 2 s once per
+    process, and compiling them, once per installation).
     """
 
     support_threshold: float = 1e-6
@@ -135,6 +164,7 @@ class CrammerSingerSVC:
         intercept_scaling: float = 1.0,
         tol: float = 1e-3,
         max_iter: int = 1000,
+        method: str = "auto",
         block_size: int = 256,
         dtype: torch.dtype = torch.float64,
         device: str | torch.device | None = None,
@@ -146,6 +176,7 @@ class CrammerSingerSVC:
         self.intercept_scaling = intercept_scaling
         self.tol = tol
         self.max_iter = max_iter
+        self.method = method
         self.block_size = block_size
         self.dtype = dtype
         self.device = device
@@ -159,6 +190,7 @@ class CrammerSingerSVC:
         check_positive(self.tol, "tol")
         check_positive(self.max_iter, "max_iter", integer=True)
         check_positive(self.block_size, "block_size", integer=True)
+        check_choice(self.method, "method", ("auto", "sequential", "block"))
         X = check_tensor(X, "X", ndim=2, floating=True, finite=True)
         y = check_labels(y, "y", length=X.shape[0], n_classes=n_classes)
         k = int(n_classes if n_classes is not None else int(y.max()) + 1)
@@ -167,8 +199,15 @@ class CrammerSingerSVC:
         device = resolve_device(self.device) if self.device is not None else X.device
         phi = self._design(X.to(device=device, dtype=self.dtype))
         y = y.to(device)
+        self.method_ = self.method
+        if self.method == "auto":
+            self.method_ = "sequential" if device.type == "cpu" else "block"
+        solve = self._solve_block
+        if self.method_ == "sequential":
+            _sequential_kernels()  # import and load outside the timed solve
+            solve = self._solve_sequential
         start = _now(device)
-        alpha, weight, epochs, gap = self._solve(phi, y, k)
+        alpha, epochs, gap = solve(phi, y, k)
         self.n_iter_ = epochs
         self.converged_ = gap <= self.tol
         self.fit_seconds_ = _now(device) - start
@@ -196,7 +235,43 @@ class CrammerSingerSVC:
             return X
         return torch.cat([X, X.new_full((X.shape[0], 1), float(self.intercept_scaling))], 1)
 
-    def _solve(self, phi: torch.Tensor, y: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, int, float]:
+    def _solve_sequential(self, phi: torch.Tensor, y: torch.Tensor, k: int) -> tuple[torch.Tensor, int, float]:
+        """liblinear's schedule around the compiled epoch; returns ``(alpha, epochs, gap)``."""
+        kernels = _sequential_kernels()
+        X = np.ascontiguousarray(phi.detach().cpu().double().numpy())
+        labels = np.ascontiguousarray(y.cpu().numpy().astype(np.int64))
+        n, C = X.shape[0], float(self.C)
+        alpha, weight = np.zeros((n, k)), np.zeros((X.shape[1], k))
+        sq_norms = np.einsum("ij,ij->i", X, X)
+        index, active = np.arange(n), n
+        n_active = np.full(n, k, dtype=np.int64)
+        class_slots = np.tile(np.arange(k, dtype=np.int64), (n, 1))
+        y_slot = labels.copy()
+        rng = np.random.default_rng(self.seed)
+        shrink_tol, since_check, gap = 1.0, 0, float("inf")  # liblinear starts at max(10 eps, 1)
+        bar = tqdm(range(1, self.max_iter + 1), disable=not self.progress, desc="CS-SVM dual", leave=False)
+        for epoch in bar:
+            index[:active] = rng.permutation(index[:active])
+            active, stopping, visited = kernels.cs_epoch(
+                X, labels, sq_norms, C, alpha, weight, index, active, n_active, class_slots, y_slot
+            )
+            since_check += visited
+            unshrink = stopping < shrink_tol
+            if unshrink or 2 * since_check >= n or epoch == self.max_iter:
+                loss, own = kernels.cs_gap_terms(X @ weight, labels, alpha)
+                ww = float(np.einsum("ij,ij->", weight, weight))
+                gap = relative_gap(0.5 * ww + C * loss, 0.5 * ww - own)
+                since_check = 0
+                bar.set_postfix(gap=f"{gap:.1e}")
+                if gap <= self.tol:
+                    break
+            if unshrink:
+                active, shrink_tol = n, shrink_tol / 2
+                n_active[:] = k
+        return torch.from_numpy(alpha).to(device=phi.device, dtype=phi.dtype), epoch, gap
+
+    def _solve_block(self, phi: torch.Tensor, y: torch.Tensor, k: int) -> tuple[torch.Tensor, int, float]:
+        """Block-parallel CD in torch; returns ``(alpha, epochs, gap)``."""
         n, C = phi.shape[0], float(self.C)
         cost = _cost_matrix(y, k, phi.dtype)
         sq_norms = (phi * phi).sum(1)
@@ -210,8 +285,7 @@ class CrammerSingerSVC:
             scores = phi @ weight.T
             losses = hinge_losses(scores, y)
             ww = (weight * weight).sum()
-            primal = 0.5 * ww + C * losses.sum()
-            gap = float((primal + 0.5 * ww + (alpha * cost).sum()) / primal.clamp_min(1e-300))
+            gap = relative_gap(float(0.5 * ww + C * losses.sum()), float(0.5 * ww + (alpha * cost).sum()))
             bar.set_postfix(gap=f"{gap:.1e}")
             if gap <= self.tol or epoch == self.max_iter:
                 break
@@ -220,7 +294,7 @@ class CrammerSingerSVC:
             order = candidates[torch.randperm(candidates.numel(), generator=gen).to(phi.device)]
             for block in order.split(self.block_size):
                 self._block_step(phi[block], y[block], cost[block], sq_norms[block], alpha, block, weight, C)
-        return alpha, weight, epoch, gap
+        return alpha, epoch, gap
 
     @staticmethod
     def _block_step(
@@ -259,6 +333,27 @@ class CrammerSingerSVC:
             self.intercept_ = weight.new_zeros(weight.shape[0])
         strength = alpha.abs().amax(1)
         self.support_ = (strength >= self.support_threshold * float(self.C)).nonzero().squeeze(1)
+
+
+@functools.cache
+def _sequential_kernels():
+    """The compiled ``svm_sequential`` module, loaded (and, once per installation, compiled) on first use."""
+    try:
+        from dattr_eval.explainers import svm_sequential
+    except ImportError as err:
+        raise ImportError(
+            'CrammerSingerSVC(method="sequential") needs numba (pip install numba); '
+            'method="block" runs without it'
+        ) from err
+    # the first call of each kernel loads (or compiles) its machine code: do it on a 2 x 2 problem
+    one = np.ones((2, 2))
+    zeros = np.zeros(2, dtype=np.int64)
+    svm_sequential.cs_epoch(
+        one, zeros, one.sum(1), 1.0, np.zeros((2, 2)), np.zeros((2, 2)), np.arange(2), 2,
+        np.full(2, 2), np.tile(np.arange(2), (2, 1)), zeros.copy(),
+    )
+    svm_sequential.cs_gap_terms(one, zeros, one)
+    return svm_sequential
 
 
 def _now(device: torch.device) -> float:
