@@ -78,3 +78,10 @@ def test_set_for_an_explainer_not_run_is_an_error(tmp_path, capsys):
             "--out", str(tmp_path)]
     assert main(args) == 2
     assert "not in --explainers" in capsys.readouterr().err
+
+
+def test_address_without_the_ray_backend_is_an_error(tmp_path, capsys):
+    args = ["run", "--benchmark", "digits-class", "--explainers", "random", "--out", str(tmp_path), "--address", "auto"]
+    assert main(args) == 2
+    assert "--address needs --backend ray" in capsys.readouterr().err
+    assert not (tmp_path / "results.csv").exists()

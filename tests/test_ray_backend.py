@@ -79,6 +79,25 @@ class LoggedRandom(RandomExplainer):
             fh.write(f"{len(train_dataset)} {current_backend().name}\n")
 
 
+class TinySpec(BenchmarkSpec):
+    """A registered benchmark for the CLI test: the evaluator tests' toy benchmark."""
+
+    summary = "toy benchmark of the Ray CLI test"
+    metrics = ("identical_class",)
+
+    def build(self, *, cache_dir=None, data_dir=None, device=None):
+        return _bench(self.name, metrics=self.metrics)
+
+
+class BrokenSpec(TinySpec):
+    """A benchmark whose data cannot be loaded."""
+
+    name = "broken-spec"
+
+    def build(self, *, cache_dir=None, data_dir=None, device=None):
+        raise RuntimeError("no data here")
+
+
 def _fits(log: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
@@ -163,6 +182,12 @@ def test_resume_skips_finished_cells_on_ray(tmp_path):
     assert len(all_rows) == len(read_results(tmp_path / "out")) == 4  # no row written twice
 
 
+def test_cells_submitted_before_a_benchmark_fails_to_build_are_kept(tmp_path):
+    with pytest.raises(RuntimeError, match="no data here"):
+        evaluate([_bench("first"), BrokenSpec()], "random", out_dir=tmp_path, backend="ray", progress=False)
+    assert set(read_results(tmp_path).benchmark) == {"first"}
+
+
 def test_shard_passes_run_each_cell_inside_the_ray_backend(tmp_path):
     bench = _bench()
     log = tmp_path / "fits.log"
@@ -199,24 +224,11 @@ def test_local_backend_does_not_import_ray(tmp_path):
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, timeout=120)
 
 
-class TinySpec(BenchmarkSpec):
-    """A registered benchmark for the CLI test: the evaluator tests' toy benchmark."""
-
-    summary = "toy benchmark of the Ray CLI test"
-    metrics = ("identical_class",)
-
-    def build(self, *, cache_dir=None, data_dir=None, device=None):
-        return _bench(self.name, metrics=self.metrics)
-
-
 def test_cli_backend_ray_parses_and_runs(tmp_path, monkeypatch, capsys):
     args = build_parser().parse_args(["run", "--benchmark", "b", "--explainers", "random", "--out", "o",
                                       "--backend", "ray", "--address", "ray://head:10001", "--num-cpus", "2",
                                       "--num-gpus", "0.5"])
     assert (args.backend, args.address, args.num_cpus, args.num_gpus) == ("ray", "ray://head:10001", 2.0, 0.5)
-    assert main(["run", "--benchmark", "b", "--explainers", "random", "--out", str(tmp_path), "--address", "auto"]) == 2
-    assert "--address needs --backend ray" in capsys.readouterr().err
-
     monkeypatch.setitem(BENCHMARKS._classes, "ray-cli-toy", TinySpec)
     monkeypatch.setattr(TinySpec, "name", "ray-cli-toy")
     out = tmp_path / "out"

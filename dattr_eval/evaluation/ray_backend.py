@@ -80,8 +80,10 @@ def run_cells(evaluator: Evaluator, cells: Iterable[CellArgs]) -> Iterator[list[
     """Run ``cells`` (``_run_cell`` arguments) as Ray tasks; yield each cell's rows when it finishes.
 
     Each benchmark is put into the object store once (``cells`` yields the same built benchmark
-    for all of its cells), the evaluator once for all tasks. Tasks still running when the caller
-    stops (an interrupt, an error) are cancelled.
+    for all of its cells), the evaluator once for all tasks. When building a benchmark fails on
+    the driver, the cells already submitted still finish and are yielded before the error is
+    raised (as the local backend has written them by then); tasks still running when the caller
+    stops (an interrupt) are cancelled.
     """
     connect(evaluator.ray_address)
     task = _CELL_TASK.options(
@@ -90,14 +92,20 @@ def run_cells(evaluator: Evaluator, cells: Iterable[CellArgs]) -> Iterator[list[
     runner = ray.put(_worker_copy(evaluator))
     running: dict[Any, CellArgs] = {}
     bench = bench_ref = None
+    failure: Exception | None = None
     try:
-        for args in cells:
-            if args[0] is not bench:
-                bench, bench_ref = args[0], ray.put(args[0])
-            running[task.remote(runner, bench_ref, *args[1:])] = args
-            yield from _collect(evaluator, running, wait=False)
+        try:
+            for args in cells:
+                if args[0] is not bench:
+                    bench, bench_ref = args[0], ray.put(args[0])
+                running[task.remote(runner, bench_ref, *args[1:])] = args
+                yield from _collect(evaluator, running, wait=False)
+        except Exception as exc:  # noqa: BLE001 (building a benchmark failed: first finish the submitted cells)
+            failure = exc
         while running:
             yield from _collect(evaluator, running, wait=True)
+        if failure is not None:
+            raise failure
     finally:
         for ref in running:
             ray.cancel(ref)
