@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from dattr_eval.explainers import register
-from dattr_eval.explainers.base import Explainer
+from dattr_eval.explainers.base import ColumnScorer, Explainer
 from dattr_eval.explainers.features import FeatureExtractor, classifier_layer, extract_features
 from dattr_eval.explainers.svm import CrammerSingerSVC
 from dattr_eval.validation import check_positive, check_tensor
@@ -149,6 +149,16 @@ class DualView(Explainer):
         out = scores.new_zeros(inputs.shape[0], self.n_train_)
         out[:, self.support_] = scores
         return out
+
+    def _column_scorer(self, inputs: torch.Tensor, targets: torch.Tensor) -> ColumnScorer:
+        """Support vectors ``start..stop-1`` only (others are exactly 0), ``(b, stop - start)``."""
+        phi = self.features(inputs)
+        return ColumnScorer(
+            lambda start, stop: (phi @ self.support_features_[start:stop].T)
+            * self.support_coef_[start:stop, targets].T,
+            self.support_.numel(),
+            self.support_,
+        )
 
     def _self_influence(self) -> torch.Tensor:
         labels = self.train_labels_.to(self.dual_coef_.device)
