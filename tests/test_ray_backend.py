@@ -213,6 +213,8 @@ def test_bad_backend_arguments():
         Evaluator([bench], "random", backend="ray", parallel_batches=True, num_gpus=1, progress=False)
     with pytest.raises(ValueError, match="num_cpus"):
         Evaluator([bench], "random", backend="ray", num_cpus=0, progress=False)
+    with pytest.raises(ValueError, match="needs num_gpus > 0"):
+        Evaluator([bench], "random", backend="ray", device="cuda", progress=False)
 
 
 def test_local_backend_does_not_import_ray(tmp_path):

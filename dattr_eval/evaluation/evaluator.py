@@ -140,6 +140,8 @@ class Evaluator:
         for flag, value in (("parallel_batches", parallel_batches), ("shard_passes", shard_passes)):
             if value and self.backend != "ray":
                 raise ValueError(f"{flag}=True needs backend='ray', got backend={backend!r}")
+        if self.backend == "ray" and device is not None and torch.device(device).type == "cuda" and not num_gpus:
+            raise ValueError(f"device={device!r} with backend='ray' needs num_gpus > 0 (the GPUs each cell reserves)")
         if parallel_batches and num_gpus:
             raise ValueError("parallel_batches=True needs num_gpus=0: a cell keeps its GPU while it waits "
                              "for its batch tasks, which could then never be scheduled")
