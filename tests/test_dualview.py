@@ -10,7 +10,8 @@ from sklearn.svm import LinearSVC
 
 from dattr_eval import explainers
 from dattr_eval.contract import check_attributions
-from dattr_eval.explainers.dualview import kendall_tau_rows
+from dattr_eval.explainers import dualview
+from dattr_eval.explainers.dualview import kendall_tau_rows, support_attributions
 from tests._digits_models import digits_split, single_thread, small_mlp  # noqa: F401  (one torch thread)
 
 N_TRAIN, N_TEST, C = 200, 23, 1e-2
@@ -90,3 +91,18 @@ def test_kendall_tau_rows_matches_scipy_with_ties():
     b = torch.tensor([[0.0, 1.0, 3.0, 3.0], [1.0, 2.0, 3.0, 4.0]])
     expected = [kendalltau(a[i], b[i]).statistic for i in range(2)]
     np.testing.assert_allclose(kendall_tau_rows(a, b).numpy(), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("support", [torch.arange(7), torch.tensor([1, 4, 5])])
+def test_support_attributions_closed_form_in_chunks(support, monkeypatch):
+    monkeypatch.setattr(dualview, "_SCALE_CHUNK", 2 * support.numel())  # two test rows per chunk
+    gen = torch.Generator().manual_seed(0)
+    phi, train = torch.randn(5, 3, generator=gen), torch.randn(7, 3, generator=gen)
+    alpha, targets = torch.randn(7, 4, generator=gen), torch.tensor([3, 0, 0, 2, 1])
+    got = support_attributions(phi, targets, train[support], alpha[support], support, 7)
+    expected = torch.zeros(5, 7)
+    for i in range(5):
+        for j in support.tolist():
+            expected[i, j] = alpha[j, targets[i]] * (train[j] @ phi[i])
+    check_attributions(got, 5, 7)
+    torch.testing.assert_close(got, expected)

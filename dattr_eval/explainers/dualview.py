@@ -144,11 +144,9 @@ class DualView(Explainer):
         return self._normalise(raw)
 
     def _explain(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        phi = self.features(inputs)
-        scores = (phi @ self.support_features_.T) * self.support_coef_[:, targets].T  # (b, n_sv)
-        out = scores.new_zeros(inputs.shape[0], self.n_train_)
-        out[:, self.support_] = scores
-        return out
+        return support_attributions(
+            self.features(inputs), targets, self.support_features_, self.support_coef_, self.support_, self.n_train_
+        )
 
     def _column_scorer(self, inputs: torch.Tensor, targets: torch.Tensor) -> ColumnScorer:
         """Support vectors ``start..stop-1`` only (others are exactly 0), ``(b, stop - start)``."""
@@ -209,6 +207,39 @@ class DualView(Explainer):
             surrogate = surrogate / std.double()
         cos = torch.nn.functional.cosine_similarity(weight.detach().double(), surrogate, dim=1)
         return float(cos.mean())
+
+
+#: float32 entries per chunk of the in-place coefficient multiply in ``support_attributions`` (16 MB)
+_SCALE_CHUNK = 1 << 22
+
+
+def support_attributions(
+    phi: torch.Tensor,
+    targets: torch.Tensor,
+    support_features: torch.Tensor,
+    support_coef: torch.Tensor,
+    support: torch.Tensor,
+    n_train: int,
+) -> torch.Tensor:
+    """``A[i, j] = alpha_{j, t_i} <phi_j, phi_i>`` over the support set, scattered into ``(b, n_train)``.
+
+    Args:
+        phi: ``(b, d)`` test features; ``targets`` ``(b,)`` classes.
+        support_features: ``(n_sv, d)`` support rows ``phi_j``; ``support_coef`` ``(n_sv, K)`` their alpha.
+        support: ``(n_sv,)`` sorted column indices of the support rows; ``n_train`` the number of columns.
+
+    One ``(b, d) x (d, n_sv)`` product, then the coefficient multiply in place, a few rows at a time
+    (no ``(b, n_sv)`` coefficient matrix); when every training sample is a support vector the
+    product is the output, otherwise it is copied into the support columns of a zero matrix.
+    """
+    scores = phi @ support_features.T
+    coef_t = support_coef.T.contiguous()  # (K, n_sv): row t_i is what row i is multiplied by
+    rows = max(1, _SCALE_CHUNK // max(scores.shape[1], 1))
+    for start in range(0, scores.shape[0], rows):
+        scores[start : start + rows].mul_(coef_t[targets[start : start + rows]])
+    if scores.shape[1] == n_train:
+        return scores
+    return scores.new_zeros(scores.shape[0], n_train).index_copy_(1, support, scores)
 
 
 def kendall_tau_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,15 @@ import numpy as np
 from numba import njit
 
 
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _dot(w: np.ndarray, x: np.ndarray) -> float:
+    """``w . x`` for two contiguous ``(d,)`` rows (reassociation allowed, so it vectorises)."""
+    total = 0.0
+    for j in range(x.shape[0]):
+        total += w[j] * x[j]
+    return total
+
+
 @njit(cache=True)
 def _shrinkable(slot: int, y_slot: int, alpha_m: float, grad_m: float, C: float, min_grad: float) -> bool:
     """liblinear ``be_shrunk``: the class in ``slot`` sits at its bound and its gradient is below ``min_grad``."""
@@ -57,6 +66,12 @@ def _subproblem(b: np.ndarray, n_act: int, y_slot: int, a_i: float, C: float, so
 
 
 @njit(cache=True)
+def seed(value: int) -> None:
+    """Seed the generator of :func:`cs_epoch`'s permutations (numba's own, one per thread)."""
+    np.random.seed(value)
+
+
+@njit(cache=True)
 def cs_epoch(
     X: np.ndarray,
     y: np.ndarray,
@@ -70,7 +85,7 @@ def cs_epoch(
     class_slots: np.ndarray,
     y_slot: np.ndarray,
 ) -> tuple[int, float, int]:
-    """One liblinear epoch over ``index[:active_size]``, updating the state in place.
+    """One liblinear epoch: shuffle ``index[:active_size]``, visit it in order, update the state in place.
 
     Args:
         X: ``(n, d)`` float64 C-contiguous features.
@@ -78,48 +93,41 @@ def cs_epoch(
         sq_norms: ``(n,)`` ``||phi_i||^2``; samples with 0 are skipped (their alpha stays 0).
         C: box bound.
         alpha: ``(n, K)`` dual variables (class order), feasible on entry.
-        W: ``(d, K)`` ``== X^T alpha`` (liblinear's layout: one row of ``K`` per feature).
-        index: ``(n,)`` permutation; the first ``active_size`` entries are visited in order.
+        W: ``(K, d)`` C-contiguous, ``== alpha^T X``.
+        index: ``(n,)`` permutation; the first ``active_size`` entries are the unshrunk samples.
         active_size: number of unshrunk samples.
         n_active: ``(n,)`` number of unshrunk classes per sample.
         class_slots: ``(n, K)`` class held in each slot; the first ``n_active[i]`` are unshrunk.
         y_slot: ``(n,)`` slot holding ``y_i``.
 
     Returns:
-        ``(active_size, stopping, visited)``: samples left unshrunk, ``max_i (maxG - minG)`` over
-        the samples updated (liblinear's stopping value; ``-inf`` if none), samples visited.
+        ``(active_size, stopping, work)``: samples left unshrunk, ``max_i (maxG - minG)`` over
+        the samples updated (liblinear's stopping value; ``-inf`` if none), and the work done in
+        length-``d`` row operations (gradient entries plus ``W`` row updates).
     """
-    dim = X.shape[1]
-    k = W.shape[1]
-    grad = np.empty(k)
+    k = W.shape[0]
     g_slot = np.empty(k)
     b = np.empty(k)
     sorted_buf = np.empty(k)
     alpha_new = np.empty(k)
-    delta = np.empty(k)
+    for s in range(active_size - 1):  # Fisher-Yates, as liblinear's i + rand() % (active_size - i)
+        r = np.random.randint(s, active_size)
+        index[s], index[r] = index[r], index[s]
     stopping = -np.inf
-    visited = 0
+    work = 0
     s = 0
     while s < active_size:
         i = index[s]
         a_i = sq_norms[i]
-        visited += 1
         if a_i <= 0.0:
             s += 1
             continue
-        # gradient over all K classes, then gathered into slot order
-        for m in range(k):
-            grad[m] = 1.0
-        grad[y[i]] = 0.0
-        for j in range(dim):
-            v = X[i, j]
-            if v != 0.0:
-                for m in range(k):
-                    grad[m] += W[j, m] * v
+        x_i = X[i]
         act = n_active[i]
         slots = class_slots[i]
-        for m in range(act):
-            g_slot[m] = grad[slots[m]]
+        for m in range(act):  # gradient of the unshrunk classes only, in slot order
+            g_slot[m] = _dot(W[slots[m]], x_i) + (0.0 if slots[m] == y[i] else 1.0)
+        work += act
         min_g, max_g = np.inf, -np.inf
         for m in range(act):
             if alpha[i, slots[m]] < 0.0 and g_slot[m] < min_g:
@@ -157,24 +165,16 @@ def cs_epoch(
         for m in range(act):
             b[m] = g_slot[m] - a_i * alpha[i, slots[m]]
         _subproblem(b, act, ys, a_i, C, sorted_buf, alpha_new)
-        moved = False
-        for m in range(k):
-            delta[m] = 0.0
         for m in range(act):
             c = slots[m]
             step = alpha_new[m] - alpha[i, c]
             if step != 0.0:
                 alpha[i, c] = alpha_new[m]
-                delta[c] = step
-                moved = True
-        if moved:
-            for j in range(dim):
-                v = X[i, j]
-                if v != 0.0:
-                    for m in range(k):
-                        W[j, m] += delta[m] * v
+                work += 1
+                for j in range(x_i.shape[0]):  # W_c += step * phi_i
+                    W[c, j] += step * x_i[j]
         s += 1
-    return active_size, stopping, visited
+    return active_size, stopping, work
 
 
 @njit(cache=True)
