@@ -8,7 +8,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from dattr_eval import explainers
-from dattr_eval.contract import TopK, select_topk, topk
+from dattr_eval.contract import TopK, fast_topk, select_topk, topk
 from dattr_eval.explainers.base import ColumnScorer, Explainer
 from tests._digits_models import digits_split, single_thread, small_mlp  # noqa: F401
 
@@ -76,6 +76,20 @@ def test_select_topk_orders_ties_by_index_whatever_the_candidate_order():
     assert got.indices.tolist() == [[0, 4, 2]] and got.values.tolist() == [[3.0, 3.0, 1.0]]
     with pytest.raises(ValueError, match="k=5"):
         select_topk(values, torch.tensor([[9, 4, 2, 0]]), k=5)
+
+
+def test_fast_topk_equals_topk_with_ties_and_signed_zeros():
+    gen = torch.Generator().manual_seed(1)
+    for trial in range(60):
+        n, m = trial % 4 + 1, 1 + trial % 23 * 2
+        a = torch.randint(-2, 3, (n, m), generator=gen).float() if trial % 3 else torch.randn(n, m, generator=gen)
+        a[a == 0] = torch.where(torch.rand(int((a == 0).sum()), generator=gen) < 0.5, -0.0, 0.0)
+        for k in range(1, m + 1):
+            got, want = fast_topk(a, k), topk(a, k)
+            assert torch.equal(got.indices, want.indices) and torch.equal(got.values, want.values)
+    assert fast_topk(torch.zeros(2, 5), 3).indices.tolist() == [[0, 1, 2], [0, 1, 2]]
+    with pytest.raises(ValueError, match="k=6"):
+        fast_topk(torch.zeros(2, 5), 6)
 
 
 @pytest.mark.parametrize("chunk_size", CHUNKS)

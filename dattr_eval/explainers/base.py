@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from dattr_eval.contract import TopK, check_attributions, merge_topk, select_topk, topk
+from dattr_eval.contract import TopK, check_attributions, fast_topk, merge_topk, select_topk
 from dattr_eval.data.loading import dataset_labels, make_loader
 from dattr_eval.params import ParamsMixin
 from dattr_eval.validation import (
@@ -109,7 +109,8 @@ class Explainer(ParamsMixin):
         merge (``contract.merge_topk``): memory ``batch x chunk_size`` scores plus the
         ``n_test x k`` result, whatever ``n_train``. Others fall back to the dense
         ``explain`` of each batch (memory ``batch x n_train``). Ties go to the smaller training
-        index, as in ``contract.topk``.
+        index, as in ``contract.topk``; blocks are reduced with ``contract.fast_topk`` (the same
+        result by partial selection).
 
         Args:
             inputs: ``(n_test, ...)`` float test inputs.
@@ -202,14 +203,14 @@ class Explainer(ParamsMixin):
         """Top ``k`` of one test batch: streamed over ``_column_scorer`` chunks, else dense."""
         scorer = self._column_scorer(inputs, targets)
         if scorer is None:
-            return topk(self._explain_checked(inputs, targets), k)
+            return fast_topk(self._explain_checked(inputs, targets), k)
         best: TopK | None = None
         for start in range(0, scorer.n_columns, chunk_size):
             stop = min(start + chunk_size, scorer.n_columns)
             block = check_attributions(
                 scorer.score(start, stop).float(), inputs.shape[0], stop - start, name="column scores"
             )
-            part = topk(block, min(k, stop - start))
+            part = fast_topk(block, min(k, stop - start))
             best = part if best is None else merge_topk(best, part, k, offset=start)
         if scorer.columns is None:
             return best
