@@ -28,7 +28,7 @@ Two solvers, both dual coordinate descent, chosen by ``method``:
   handful of batched tensor operations, identical on CPU and CUDA.
 
 Both stop on the exact relative duality gap ``(P(W) + D(alpha)) / P(W) <= tol``, computed with one
-``Phi W^T`` product (every epoch for ``block``; for ``sequential`` once the epochs since the last
+``Phi W^T`` product (every epoch for ``block``; for ``sequential``, compiled too, once the epochs since the last
 check have done as many length-``d`` row operations as the check's ``n K``, and before every
 unshrinking), and warn when they reach ``max_iter`` epochs.
 At the end ``W`` is recomputed from ``alpha`` (``coef_ == dual_coef_.T @ Phi`` to the last bit of
@@ -261,7 +261,7 @@ class CrammerSingerSVC:
             work += epoch_work
             unshrink = stopping < shrink_tol
             if unshrink or work >= check_work or epoch == self.max_iter:
-                loss, own = kernels.cs_gap_terms(X @ weight.T, labels, alpha)
+                loss, own = kernels.cs_gap_terms(X, labels, weight, alpha)
                 ww = float(np.einsum("ij,ij->", weight, weight))
                 gap = relative_gap(0.5 * ww + C * loss, 0.5 * ww - own)
                 work = 0
@@ -355,7 +355,7 @@ def _sequential_kernels():
         one, zeros, one.sum(1), 1.0, np.zeros((2, 2)), np.zeros((2, 2)), np.arange(2), 2,
         np.full(2, 2), np.tile(np.arange(2), (2, 1)), zeros.copy(),
     )
-    svm_sequential.cs_gap_terms(one, zeros, one)
+    svm_sequential.cs_gap_terms(one, zeros, one, one)
     svm_sequential.seed(0)
     return svm_sequential
 

@@ -178,16 +178,24 @@ def cs_epoch(
 
 
 @njit(cache=True)
-def cs_gap_terms(scores: np.ndarray, y: np.ndarray, alpha: np.ndarray) -> tuple[float, float]:
-    """``(sum_i hinge_i, sum_i alpha_{i, y_i})`` for scores ``(n, K)`` = ``X W``; the objectives follow."""
-    n, k = scores.shape
+def cs_gap_terms(X: np.ndarray, y: np.ndarray, W: np.ndarray, alpha: np.ndarray) -> tuple[float, float]:
+    """``(sum_i hinge_i, sum_i alpha_{i, y_i})`` for ``X (n, d)``, ``W (K, d)``, ``alpha (n, K)``.
+
+    ``hinge_i = max(0, max_{m != y_i} 1 + w_m.phi_i - w_{y_i}.phi_i)``; the objectives follow from
+    these two sums and ``||W||^2``. One pass over ``X`` (``n K`` dot products), no ``(n, K)`` scores.
+    """
+    n, k = alpha.shape
+    scores = np.empty(k)
     loss, own = 0.0, 0.0
     for i in range(n):
+        x_i = X[i]
+        for m in range(k):
+            scores[m] = _dot(W[m], x_i)
         yi = y[i]
         worst = 0.0
         for m in range(k):
             if m != yi:
-                worst = max(worst, 1.0 + scores[i, m] - scores[i, yi])
+                worst = max(worst, 1.0 + scores[m] - scores[yi])
         loss += worst
         own += alpha[i, yi]
     return loss, own
