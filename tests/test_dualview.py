@@ -23,6 +23,7 @@ def setup():
     model = small_mlp(train, weight_decay=1e-3)
     penultimate = lambda x: model[1](model[0](x)).detach().double()
     xpl = explainers.create("dualview", C=C, tol=1e-5, max_iter=20000).fit(model, train)
+    assert xpl.svm_.method_ == "sequential"  # the CPU default
     return model, train, x_test, penultimate, xpl
 
 
@@ -59,8 +60,9 @@ def test_closed_form_sparsity_and_self_influence(setup):
 def test_normalize_and_intercept_rows_sum_to_logit_minus_bias(setup):
     model, train, x_test, _, _ = setup
     xpl = explainers.create(
-        "dualview", C=C, normalize=True, fit_intercept=True, tol=1e-5, max_iter=20000
+        "dualview", C=C, normalize=True, fit_intercept=True, tol=1e-5, max_iter=20000, method="block"
     ).fit(model, train)
+    assert xpl.svm_.method_ == "block"  # the CUDA default, here on the CPU
     train_phi = xpl.features(train.tensors[0])
     live = xpl.feature_std_ > 0
     torch.testing.assert_close(train_phi.mean(0), torch.zeros(16), atol=1e-5, rtol=0)

@@ -45,7 +45,9 @@ class DualView(Explainer):
         layer: name of the classifier layer whose input is ``phi``; ``None`` = last ``nn.Linear``.
         batch_size: batch size of the forward passes.
         device: device of features and solver; ``None`` = the model's.
-        seed: seed of the solver's block order.
+        method: the solver's ``method`` (``"auto"`` = compiled sequential dual CD on the CPU, block-parallel
+            torch CD on CUDA; ``"sequential"``; ``"block"``), see ``CrammerSingerSVC``.
+        seed: seed of the solver's sample order.
 
     Fitted attributes (read by other modules, e.g. the XDA heatmaps):
         ``train_features_`` ``(n_train, d)`` float32 phi of the training set (normalised if ``normalize``);
@@ -77,6 +79,7 @@ class DualView(Explainer):
         layer: str | None = None,
         batch_size: int = 256,
         device: str | None = None,
+        method: str = "auto",
         seed: int = 0,
     ) -> None:
         self.C = C
@@ -87,6 +90,7 @@ class DualView(Explainer):
         self.layer = layer
         self.batch_size = batch_size
         self.device = device
+        self.method = method
         self.seed = seed
 
     # ------------------------------------------------------------------ fit
@@ -107,6 +111,7 @@ class DualView(Explainer):
             tol=self.tol,
             max_iter=self.max_iter,
             device=self.device_,
+            method=self.method,
             seed=self.seed,
         )
         self.svm_ = svm.fit(phi, self.train_labels_.to(self.device_), n_classes=logits.shape[1])
