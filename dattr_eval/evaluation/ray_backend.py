@@ -16,6 +16,10 @@ groups of test batches run as tasks, each returning one metrics state per batch,
 are merged (``Metric.merge``) into the cell's metrics in test order, which leaves every metric in
 the state the sequential loop leaves.
 
+Profiles: a cell's times and memory are measured in its worker process; with ``parallel_batches``
+``explain_s`` is the sum over the batch tasks (compute time, not wall time) and the memory
+figures do not include the batch tasks' processes.
+
 Paths a cell reads (training checkpoints for TracIn, the retraining cache) are the driver's: on a
 cluster of several machines put ``cache_dir`` on a file system they share.
 """
