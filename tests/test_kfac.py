@@ -153,7 +153,9 @@ def test_ekfac_eigenvalues_are_mean_squared_per_sample_gradients_in_the_eigenbas
         expected = ((q_s.T @ g_w.double() @ q_a) ** 2).mean(0)
         torch.testing.assert_close(layer.eigenvalues, expected, rtol=1e-4, atol=1e-9)
         # the eigenbases are orthonormal
-        torch.testing.assert_close(q_a.T @ q_a, torch.eye(len(q_a), dtype=torch.float64), atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            q_a.T @ q_a, torch.eye(len(q_a), dtype=torch.float64), atol=1e-5, rtol=0
+        )
     assert start == grads.shape[1]
 
 
@@ -182,7 +184,10 @@ def test_preconditioner_is_the_dense_inverse_on_a_small_cnn(cnn):
         else:
             got_matrix = got.reshape(len(g), layer.d_out, -1)
         torch.testing.assert_close(
-            got_matrix.reshape(len(g), -1), expected, rtol=1e-3, atol=1e-4 * float(expected.abs().max())
+            got_matrix.reshape(len(g), -1),
+            expected,
+            rtol=1e-3,
+            atol=1e-4 * float(expected.abs().max()),
         )
 
 
@@ -191,7 +196,9 @@ def test_self_influence_is_the_diagonal(cnn, kind):
     model, train, _ = cnn
     xpl = explainers.create("influence", solver=kind, batch_size=50).fit(model, train)
     diag = torch.diagonal(xpl.explain(*train.tensors))
-    torch.testing.assert_close(xpl.self_influence(), diag, rtol=1e-4, atol=1e-5 * float(diag.abs().max()))
+    torch.testing.assert_close(
+        xpl.self_influence(), diag, rtol=1e-4, atol=1e-5 * float(diag.abs().max())
+    )
     assert bool((diag > 0).all())  # g^T (K + damping I)^{-1} g, K positive semi-definite
 
 
@@ -270,7 +277,10 @@ def test_unsupported_layers_are_named(logreg):
 def test_grouped_convolution_is_refused():
     train, _, _ = digits_split(10, 0)
     model = nn.Sequential(
-        nn.Unflatten(1, (1, 8, 8)), nn.Conv2d(1, 4, 3), nn.Conv2d(4, 4, 3, groups=2), nn.Flatten(),
+        nn.Unflatten(1, (1, 8, 8)),
+        nn.Conv2d(1, 4, 3),
+        nn.Conv2d(4, 4, 3, groups=2),
+        nn.Flatten(),
         nn.Linear(64, 10),
     )
     with pytest.raises(ValueError, match="layer '2' has groups=2"):
@@ -281,7 +291,10 @@ def test_grouped_convolution_is_refused():
     ("hyper", "match"),
     [
         ({"solver": "cg", "damping": None}, "damping=None .* solver='cg' needs a number"),
-        ({"solver": "ekfac", "fisher_labels": "empirical"}, r"fisher_labels must be one of \['sampled', 'true'\]"),
+        (
+            {"solver": "ekfac", "fisher_labels": "empirical"},
+            r"fisher_labels must be one of \['sampled', 'true'\]",
+        ),
     ],
 )
 def test_bad_hyperparameters_raise(logreg, hyper, match):

@@ -164,7 +164,7 @@ def _layer_batches(
 
         return save
 
-    handles = [l.module.register_forward_hook(hook(l.name)) for l in layers]
+    handles = [layer.module.register_forward_hook(hook(layer.name)) for layer in layers]
     try:
         start = 0
         for x, _ in make_loader(dataset, batch_size):
@@ -172,11 +172,11 @@ def _layer_batches(
             y = labels[start : start + x.shape[0]]
             start += x.shape[0]
             loss = F.cross_entropy(model(x), y, reduction="sum")
-            outputs = [captured[l.name][1] for l in layers]
+            outputs = [captured[layer.name][1] for layer in layers]
             grads = torch.autograd.grad(loss, outputs)
             yield [
-                (_inputs(l, captured[l.name][0]), _output_grads(l, g).detach())
-                for l, g in zip(layers, grads)
+                (_inputs(layer, captured[layer.name][0]), _output_grads(layer, g).detach())
+                for layer, g in zip(layers, grads)
             ]
             captured.clear()
     finally:
@@ -215,7 +215,6 @@ class KroneckerInverse:
     ) -> None:
         device = torch.device(device) if device is not None else next(model.parameters()).device
         self.layers = kronecker_layers(model, names)
-        self.dim = sum(dict(model.named_parameters())[n].numel() for n in names)
         if labels == "sampled":
             self.labels = sample_labels(
                 model, dataset, batch_size=batch_size, seed=seed, device=device
@@ -225,31 +224,39 @@ class KroneckerInverse:
                 [torch.as_tensor(y).long() for _, y in make_loader(dataset, batch_size)]
             ).to(device)
         passes = (model, self.layers, dataset, self.labels, batch_size, device)
-        n = len(dataset)
-        a_cov: list[torch.Tensor | float] = [0.0] * len(self.layers)
-        s_cov: list[torch.Tensor | float] = [0.0] * len(self.layers)
-        for batch in _layer_batches(*passes):
-            for k, (a, s) in enumerate(batch):
-                a64, s64 = a.flatten(0, 1).double(), s.flatten(0, 1).double()
-                a_cov[k] = a_cov[k] + a64.T @ a64 / n
-                s_cov[k] = s_cov[k] + s64.T @ s64 / (n * s.shape[1])
-        for layer, a, s in zip(self.layers, a_cov, s_cov):
-            a_vals, q_a = torch.linalg.eigh(a)
-            s_vals, q_s = torch.linalg.eigh(s)
-            layer.q_a, layer.q_s = q_a, q_s
-            layer.eigenvalues = s_vals[:, None] * a_vals[None, :]
+        self._fit_eigenbases(_layer_batches(*passes), len(dataset))
         if kind == "ekfac":
-            for layer in self.layers:
-                layer.eigenvalues = torch.zeros_like(layer.eigenvalues)
-            for batch in _layer_batches(*passes):
-                for layer, (a, s) in zip(self.layers, batch):
-                    rotated = torch.einsum("bto,bti->boi", s.double() @ layer.q_s, a.double() @ layer.q_a)
-                    layer.eigenvalues += (rotated**2).sum(0) / n
+            self._fit_eigenvalues(_layer_batches(*passes), len(dataset))
         for layer in self.layers:
             lam = layer.eigenvalues
             shift = HEURISTIC_DAMPING_SCALE * lam.mean() if damping is None else damping
             layer.inverse = (1.0 / (lam + shift)).float()
             layer.q_a, layer.q_s = layer.q_a.float(), layer.q_s.float()
+
+    def _fit_eigenbases(self, batches: Iterator, n: int) -> None:
+        """``A``, ``S`` (float64) over one pass, their eigenvectors, and K-FAC's ``s_o a_k``."""
+        a_cov: list[torch.Tensor | float] = [0.0] * len(self.layers)
+        s_cov: list[torch.Tensor | float] = [0.0] * len(self.layers)
+        for batch in batches:
+            for k, (a, s) in enumerate(batch):
+                a64, s64 = a.flatten(0, 1).double(), s.flatten(0, 1).double()
+                a_cov[k] = a_cov[k] + a64.T @ a64 / n
+                s_cov[k] = s_cov[k] + s64.T @ s64 / (n * s.shape[1])
+        for layer, a, s in zip(self.layers, a_cov, s_cov):
+            a_vals, layer.q_a = torch.linalg.eigh(a)
+            s_vals, layer.q_s = torch.linalg.eigh(s)
+            layer.eigenvalues = s_vals[:, None] * a_vals[None, :]
+
+    def _fit_eigenvalues(self, batches: Iterator, n: int) -> None:
+        """EK-FAC: ``Lambda = mean_i (Q_S^T G_i Q_A)^2``, ``G_i = sum_t s_it a_it^T``, over one pass."""
+        for layer in self.layers:
+            layer.eigenvalues = torch.zeros_like(layer.eigenvalues)
+        for batch in batches:
+            for layer, (a, s) in zip(self.layers, batch):
+                rotated = torch.einsum(
+                    "bto,bti->boi", s.double() @ layer.q_s, a.double() @ layer.q_a
+                )
+                layer.eigenvalues += (rotated**2).sum(0) / n
 
     def precondition(self, G: torch.Tensor) -> torch.Tensor:
         """``G (m, p)`` times ``(K + damping I)^{-1}`` (``K`` is symmetric), ``(m, p)``, ``G``'s dtype."""
