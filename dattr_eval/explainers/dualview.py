@@ -156,12 +156,14 @@ class DualView(Explainer):
     def _column_scorer(self, inputs: torch.Tensor, targets: torch.Tensor) -> ColumnScorer:
         """Support vectors ``start..stop-1`` only (others are exactly 0), ``(b, stop - start)``."""
         phi = self.features(inputs)
-        return ColumnScorer(
-            lambda start, stop: (phi @ self.support_features_[start:stop].T)
-            * self.support_coef_[start:stop, targets].T,
-            self.support_.numel(),
-            self.support_,
-        )
+
+        def score(start: int, stop: int) -> torch.Tensor:
+            rows = slice(start, stop)
+            return support_attributions(
+                phi, targets, self.support_features_[rows], self.support_coef_[rows], self.support_[rows], stop - start
+            )
+
+        return ColumnScorer(score, self.support_.numel(), self.support_)
 
     def _self_influence(self) -> torch.Tensor:
         labels = self.train_labels_.to(self.dual_coef_.device)
