@@ -13,7 +13,12 @@ from sklearn.svm import LinearSVC
 
 from dattr_eval import explainers
 from dattr_eval.explainers import svm
-from dattr_eval.explainers.svm import ConvergenceWarning, CrammerSingerSVC, objectives, solve_subproblems
+from dattr_eval.explainers.svm import (
+    ConvergenceWarning,
+    CrammerSingerSVC,
+    objectives,
+    solve_subproblems,
+)
 from tests._digits_models import single_thread  # noqa: F401  (one torch thread for this module)
 
 C = 0.01
