@@ -1,4 +1,4 @@
-"""Linear Crammer–Singer multiclass SVM solved in the dual, vectorised in torch (CPU or CUDA).
+"""Linear Crammer–Singer multiclass SVM solved in the dual: compiled on the CPU, torch on CUDA.
 
 The problem is liblinear's ``MCSVM_CS`` (Fan et al. 2008, appendix; Keerthi et al. 2008). Primal,
 for features ``phi_i`` (``(n, d)``), labels ``y_i`` and ``K`` classes::
@@ -28,9 +28,10 @@ Two solvers, both dual coordinate descent, chosen by ``method``:
   handful of batched tensor operations, identical on CPU and CUDA.
 
 Both stop on the exact relative duality gap ``(P(W) + D(alpha)) / P(W) <= tol``, computed with one
-``Phi W^T`` product (every epoch for ``block``; for ``sequential``, compiled too, once the epochs since the last
-check have done as many length-``d`` row operations as the check's ``n K``, or a quarter of that
-when liblinear's rule is about to unshrink), and warn when they reach ``max_iter`` epochs.
+``Phi W^T`` product (every epoch for ``block``; for ``sequential``, compiled too, once the epochs
+since the last check have done as many length-``d`` row operations as the check's ``n K``, or a
+quarter of that when liblinear's rule is about to unshrink), and warn when they reach ``max_iter``
+epochs.
 At the end ``W`` is recomputed from ``alpha`` (``coef_ == dual_coef_.T @ Phi`` to the last bit of
 one matmul) and the reported gap is the gap of that pair.
 """
@@ -126,7 +127,7 @@ def solve_subproblems(
 
 
 class CrammerSingerSVC:
-    """Linear Crammer–Singer multiclass SVM with exact dual variables (torch, CPU or CUDA).
+    """Linear Crammer–Singer multiclass SVM with exact dual variables (CPU: numba; CPU or CUDA: torch).
 
     Args:
         C: regularisation (> 0); larger C = weaker regularisation and, on separable-ish data, sparser
