@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -98,6 +99,17 @@ class BrokenSpec(TinySpec):
         raise RuntimeError("no data here")
 
 
+@contextmanager
+def one_thread():
+    """Torch on one thread, as in a Ray worker of ``num_cpus=1``: float reductions depend on the thread count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _fits(log: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
@@ -132,7 +144,7 @@ def _grid():
 def test_ray_grid_equals_local_grid_with_and_without_parallel_batches(tmp_path):
     benches, explainers = _grid()
     kwargs = {"metrics": GRID_METRICS, "batch_size": 10, "progress": False}
-    with pytest.warns(UserWarning):
+    with pytest.warns(UserWarning), one_thread():
         local = evaluate(benches, explainers, out_dir=tmp_path / "local", **kwargs)
     expected = _scores(local)
     assert len(expected) == 2 * 4 * len(GRID_METRICS)
@@ -159,7 +171,8 @@ def test_killed_workers_are_retried_and_a_cell_that_keeps_dying_is_an_error_row(
                       parallel_batches=True, batch_size=10, progress=False)
     assert [len((tmp_path / n).read_text()) for n in ("fit", "explain", "twice")] == [1, 1, 2]
     rows = _scores(df).set_index(["explainer", "metric"])
-    reference = _scores(evaluate([bench], {"r": RandomExplainer(seed=3)}, out_dir=tmp_path / "ref", progress=False))
+    with one_thread():
+        reference = _scores(evaluate([bench], {"r": RandomExplainer(seed=3)}, out_dir=tmp_path / "ref", progress=False))
     for label in ("dies_in_fit", "dies_in_explain"):  # retried: every row there, scores as without deaths
         assert rows.loc[label].status.tolist() == ["ok", "ok"]
         assert rows.loc[label].score.tolist() == reference.score.tolist()
@@ -192,7 +205,8 @@ def test_shard_passes_run_each_cell_inside_the_ray_backend(tmp_path):
     bench = _bench()
     log = tmp_path / "fits.log"
     explainers = {"logged": LoggedRandom(log=str(log)), "grad_dot": "grad_dot"}
-    local = evaluate([bench], explainers, out_dir=tmp_path / "local", progress=False)
+    with one_thread():
+        local = evaluate([bench], explainers, out_dir=tmp_path / "local", progress=False)
     sharded = evaluate([bench], explainers, out_dir=tmp_path / "ray", backend="ray", shard_passes=True,
                        progress=False)
     assert _fits(log) == [f"{bench.n_train} local", f"{bench.n_train} ray"]
