@@ -16,6 +16,9 @@ groups of test batches run as tasks, each returning one metrics state per batch,
 are merged (``Metric.merge``) into the cell's metrics in test order, which leaves every metric in
 the state the sequential loop leaves.
 
+Scores equal the local backend's run with the same number of torch threads (Ray gives a worker
+``num_cpus`` threads; float reductions, and so the last bits of some scores, depend on it).
+
 Profiles: a cell's times and memory are measured in its worker process; with ``parallel_batches``
 ``explain_s`` is the sum over the batch tasks (compute time, not wall time) and the memory
 figures do not include the batch tasks' processes.
