@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +38,7 @@ from dattr_eval.evaluation.profiling import MemorySampler, PhaseTimer
 
 sys.path.insert(0, str(Path(__file__).parent))
 import peer_runners
+from _child import run_child
 from digits_cnn import accuracy, digits, digits_cnn, machine_line, train_with_checkpoints
 
 N_TRAIN, N_TEST, TRAK_DIM = 1000, 200, 512
@@ -173,14 +173,7 @@ def run_one(run: str, setup_path: Path, timeout: float, repeats: int) -> dict:
         "--repeats",
         str(repeats),
     ]
-    try:
-        done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"status": f"timeout (> {timeout:.0f} s)"}
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["?"])[-1]
-        return {"status": f"error: {last[:150]}"}
-    return {"status": "ok", **json.loads(done.stdout.strip().splitlines()[-1])}
+    return run_child(cmd, timeout)
 
 
 def fmt(result: dict, key: str, digits: int = 2) -> str:

@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _child import run_child  # benchmarks/ is on sys.path when this script runs
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -152,15 +153,9 @@ def topk_bound_mb(n_test: int, n_train: int, d: int) -> float:
 def run_one(method: str, n: int, backend: str, n_test: int, timeout: float) -> dict:
     cmd = [sys.executable, __file__, "--child", f"{method},{n},{backend},{n_test}"]
     t0 = time.perf_counter()
-    try:
-        done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"status": f"timeout (> {timeout:.0f} s)"}
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["?"])[-1]
-        return {"status": f"error: {last[:150]}"}
-    result = {"status": "ok", **json.loads(done.stdout.strip().splitlines()[-1])}
-    result["wall_s"] = time.perf_counter() - t0
+    result = run_child(cmd, timeout)
+    if result["status"] == "ok":
+        result["wall_s"] = time.perf_counter() - t0
     return result
 
 
