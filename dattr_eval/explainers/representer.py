@@ -143,6 +143,7 @@ class Representer(Explainer):
             layer=self.layer,
             batch_size=self.batch_size,
             device=self.device_,
+            parallel=False,  # a test batch: never sharded over Ray
         )
         return (phi @ self.features_.T) * self.alpha_[:, targets].T
 
