@@ -75,7 +75,7 @@ class DualView(Explainer):
         fit_intercept: bool = False,
         normalize: bool = False,
         tol: float = 1e-3,
-        max_iter: int = 1000,
+        max_iter: int = 10_000,
         layer: str | None = None,
         batch_size: int = 256,
         device: str | None = None,

@@ -136,7 +136,8 @@ class CrammerSingerSVC:
         intercept_scaling: value of that constant feature.
         tol: stop when the relative duality gap ``(P + D) / P`` is ``<= tol``.
         max_iter: epochs at most (passes over the unshrunk samples); reaching it warns
-            ``ConvergenceWarning``.
+            ``ConvergenceWarning``. Sequential epochs are cheap once most samples are shrunk; at
+            C >= 0.1 thousands can be needed (benchmarks/results/dualview_speed.md).
         method: ``"sequential"`` (compiled liblinear-style CD on the CPU; needs numba; data on a GPU
             is copied to the host), ``"block"`` (block-parallel torch CD, CPU or CUDA) or ``"auto"``
             (sequential when the solver's device is the CPU, block otherwise).
@@ -165,7 +166,7 @@ class CrammerSingerSVC:
         fit_intercept: bool = False,
         intercept_scaling: float = 1.0,
         tol: float = 1e-3,
-        max_iter: int = 1000,
+        max_iter: int = 10_000,
         method: str = "auto",
         block_size: int = 256,
         dtype: torch.dtype = torch.float64,
