@@ -97,9 +97,7 @@ def topk(a: torch.Tensor | TopK, k: int) -> TopK:
     check_attributions(a)
     if k > a.shape[1]:
         raise ValueError(f"k={k} exceeds n_train={a.shape[1]}")
-    # A stable descending sort gives deterministic tie-breaking (lowest index first).
-    values, indices = torch.sort(a, dim=1, descending=True, stable=True)
-    return TopK(values[:, :k].contiguous(), indices[:, :k].contiguous())
+    return fast_topk(a, k)
 
 
 def merge_topk(first: TopK, second: TopK, k: int, offset: int = 0) -> TopK:
@@ -139,7 +137,8 @@ def select_topk(values: torch.Tensor, indices: torch.Tensor, k: int) -> TopK:
 
 
 def fast_topk(a: torch.Tensor, k: int) -> TopK:
-    """``topk(a, k)`` (the same values, indices and tie order) by partial selection, not a full sort.
+    """:func:`topk` of a dense ``a`` without its checks: what a stable descending sort would keep
+    (values descending, ties towards the smaller index), by partial selection instead of a full sort.
 
     For ``a`` of shape ``(n, m)`` already checked against the contract (not re-checked here):
     ``torch.topk`` finds the k-th and (k+1)-th largest values per row; the entries at or above the
