@@ -36,7 +36,7 @@ from dattr_eval.evaluation.auxiliary import (
 )
 from dattr_eval.evaluation.profiling import MemorySampler, PhaseTimer, device_name
 from dattr_eval.evaluation.store import ResultStore, to_json
-from dattr_eval.evaluation.xda_scores import XDASettings, supports_xda, xda_rows
+from dattr_eval.evaluation.xda_scores import XDA_KIND, XDASettings, supports_xda, xda_rows
 from dattr_eval.explainers.base import Explainer
 from dattr_eval.metrics.base import Metric
 from dattr_eval.validation import check_choice, check_positive, resolve_device
@@ -386,7 +386,7 @@ class Evaluator:
                         cell.xda_rows = xda_rows(explainer, bench, self.xda)
                 except Exception as exc:  # recorded as one error row; the grid goes on
                     warnings.warn(f"XDA scoring failed on benchmark {bench.name!r}: {_error_text(exc)}")
-                    cell.xda_rows = [{"metric": "xda", "kind": "xda", "category": "xda", "status": "error",
+                    cell.xda_rows = [{"metric": XDA_KIND, "kind": XDA_KIND, "category": XDA_KIND, "status": "error",
                                       "error": _error_text(exc)}]
         return cell
 
