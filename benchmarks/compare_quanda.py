@@ -47,7 +47,9 @@ def _fit(x: torch.Tensor, y: torch.Tensor, seed: int = 0) -> nn.Module:
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = nn.functional.cross_entropy(model(x), y) + 1e-3 * sum((p * p).sum() for p in model.parameters())
+        loss = nn.functional.cross_entropy(model(x), y) + 1e-3 * sum(
+            (p * p).sum() for p in model.parameters()
+        )
         loss.backward()
         return loss
 
@@ -55,7 +57,9 @@ def _fit(x: torch.Tensor, y: torch.Tensor, seed: int = 0) -> nn.Module:
     return model.eval()
 
 
-def _outputs(model: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _outputs(
+    model: nn.Module, x: torch.Tensor, targets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Target log-softmax (DualView paper, our evaluator) and margin z_y - logsumexp(z_!=y) (quanda)."""
     with torch.no_grad():
         z = model(x)
@@ -73,7 +77,12 @@ def make_tensors() -> dict:
 
     x, y = load_digits(return_X_y=True)
     x, y = torch.tensor(x / 16.0, dtype=torch.float32), torch.tensor(y)
-    x_train, clean, x_test, y_test = x[:N_TRAIN], y[:N_TRAIN], x[N_TRAIN : N_TRAIN + N_TEST], y[N_TRAIN : N_TRAIN + N_TEST]
+    x_train, clean, x_test, y_test = (
+        x[:N_TRAIN],
+        y[:N_TRAIN],
+        x[N_TRAIN : N_TRAIN + N_TEST],
+        y[N_TRAIN : N_TRAIN + N_TEST],
+    )
     gen = torch.Generator().manual_seed(0)
     flipped = torch.randperm(N_TRAIN, generator=gen)[: N_TRAIN // 10]
     noisy = clean.clone()
@@ -84,7 +93,11 @@ def make_tensors() -> dict:
     train = TensorDataset(x_train, noisy)
     explainer = explainers.create("grad_dot").fit(model, train)
     attributions = explainer.explain(x_test, pred)
-    randomized = explainers.create("grad_dot").fit(randomize_model(model, seed=0), train).explain(x_test, pred)
+    randomized = (
+        explainers.create("grad_dot")
+        .fit(randomize_model(model, seed=0), train)
+        .explain(x_test, pred)
+    )
     masks = lds_subsets(N_TRAIN, M_SUBSETS, 0.5, seed=0)
     logp, margin = zip(*(_outputs(_fit(x_train[mk], noisy[mk]), x_test, pred) for mk in masks))
     # shortcut class: the class the model most often predicts for test points of another class
@@ -111,19 +124,27 @@ def make_tensors() -> dict:
 def randomised(t: dict) -> dict:
     """The same ground truth with seeded Gaussian attributions, randomised attributions and self-influence."""
     gen = torch.Generator().manual_seed(1)
-    return {**t, "attributions": torch.randn(t["attributions"].shape, generator=gen),
-            "randomized": torch.randn(t["randomized"].shape, generator=gen),
-            "self_influence": torch.randn(t["self_influence"].shape, generator=gen)}
+    return {
+        **t,
+        "attributions": torch.randn(t["attributions"].shape, generator=gen),
+        "randomized": torch.randn(t["randomized"].shape, generator=gen),
+        "self_influence": torch.randn(t["self_influence"].shape, generator=gen),
+    }
 
 
 def coarsen(t: dict) -> dict:
     """A tied copy: attributions and self-influence rounded to 4 levels per row (or globally)."""
+
     def levels(a: torch.Tensor) -> torch.Tensor:
         top = a.abs().amax(-1, keepdim=True).clamp_min(1e-12)
         return torch.round(a / top * 4) / 4
 
-    return {**t, "attributions": levels(t["attributions"]), "randomized": levels(t["randomized"]),
-            "self_influence": levels(t["self_influence"])}
+    return {
+        **t,
+        "attributions": levels(t["attributions"]),
+        "randomized": levels(t["randomized"]),
+        "self_influence": levels(t["self_influence"]),
+    }
 
 
 # ---------------------------------------------------------------- our side
@@ -135,14 +156,23 @@ def ours(t: dict) -> dict[str, float]:
     a = t["attributions"]
     torch_topk = TopK(*torch.topk(a, K, dim=1))  # quanda's tie order, fed to our metrics as TopK
     truth = GroundTruth(
-        train_labels=t["train_labels"], train_fine_labels=t["train_fine_labels"], mislabeled_indices=t["flipped"],
-        marked_train_indices=t["marked"], shortcut_class=t["shortcut_class"], self_influence=t["self_influence"],
-        subset_masks=t["subset_masks"], test_labels=t["test_labels"], test_targets=t["test_predictions"],
-        test_predictions=t["test_predictions"], test_fine_labels=t["test_labels"],
+        train_labels=t["train_labels"],
+        train_fine_labels=t["train_fine_labels"],
+        mislabeled_indices=t["flipped"],
+        marked_train_indices=t["marked"],
+        shortcut_class=t["shortcut_class"],
+        self_influence=t["self_influence"],
+        subset_masks=t["subset_masks"],
+        test_labels=t["test_labels"],
+        test_targets=t["test_predictions"],
+        test_predictions=t["test_predictions"],
+        test_fine_labels=t["test_labels"],
         randomized_attributions=t["randomized"],
     )
     mis = metrics.create("mislabel_detection")(None, truth)
-    shifted = t["self_influence"] + torch.arange(len(t["self_influence"])) * 1e-4  # quanda's ranking rule
+    shifted = (
+        t["self_influence"] + torch.arange(len(t["self_influence"])) * 1e-4
+    )  # quanda's ranking rule
     mis_shifted = metrics.create("mislabel_detection")(None, truth, self_influence=shifted)
     out = {
         "class_detection k=1": metrics.create("identical_class", top_k=1)(a, truth).score,
@@ -151,12 +181,19 @@ def ours(t: dict) -> dict[str, float]:
         "mislabeling raw AUC (trapezoid/N)": mis.extras["raw_auc"],
         "mislabeling raw AUC (trapezoid/N) [ours on s + 1e-4·index]": mis_shifted.extras["raw_auc"],
         "mislabeling normalised (ours)": mis.score,
-        f"class_detection k={K} [ours fed torch.topk]": metrics.create("identical_class", top_k=K)(torch_topk, truth).score,
-        f"subclass_detection k={K} [ours fed torch.topk]": metrics.create("identical_subclass", top_k=K)(torch_topk, truth).score,
-        f"top_k_cardinality k={K} [ours fed torch.topk]": metrics.create("top_k_cardinality", top_k=K)(torch_topk, truth).score,
+        f"class_detection k={K} [ours fed torch.topk]": metrics.create("identical_class", top_k=K)(
+            torch_topk, truth
+        ).score,
+        f"subclass_detection k={K} [ours fed torch.topk]": metrics.create(
+            "identical_subclass", top_k=K
+        )(torch_topk, truth).score,
+        f"top_k_cardinality k={K} [ours fed torch.topk]": metrics.create(
+            "top_k_cardinality", top_k=K
+        )(torch_topk, truth).score,
         "shortcut AUPRC (filtered)": metrics.create("feature_shortcut")(a, truth).score,
-        "shortcut AUPRC (all test points)": metrics.create("feature_shortcut", filter_by_prediction=False,
-                                                          filter_by_class=False)(a, truth).score,
+        "shortcut AUPRC (all test points)": metrics.create(
+            "feature_shortcut", filter_by_prediction=False, filter_by_class=False
+        )(a, truth).score,
         "top_k_cardinality k=1": metrics.create("top_k_cardinality", top_k=1)(a, truth).score,
         f"top_k_cardinality k={K}": metrics.create("top_k_cardinality", top_k=K)(a, truth).score,
         "model_randomization (Spearman)": metrics.create("model_randomization")(a, truth).score,
@@ -190,7 +227,9 @@ def quanda_scores(t: dict, workdir: str) -> dict[str, float]:
     identity = nn.Linear(n_classes, n_classes, bias=False)
     with torch.no_grad():
         identity.weight.copy_(torch.eye(n_classes))
-    pred_as_input = nn.functional.one_hot(t["test_predictions"], n_classes).float()  # identity(.) = predictions
+    pred_as_input = nn.functional.one_hot(
+        t["test_predictions"], n_classes
+    ).float()  # identity(.) = predictions
     ckpt = os.path.join(workdir, "identity.pt")
     torch.save(identity.state_dict(), ckpt)
 
@@ -200,32 +239,68 @@ def quanda_scores(t: dict, workdir: str) -> dict[str, float]:
 
     out = {}
     for k in (1, K):
-        out[f"class_detection k={k}"] = run(de.ClassDetectionMetric(identity, train, s=k), test_targets=t["test_predictions"])
+        out[f"class_detection k={k}"] = run(
+            de.ClassDetectionMetric(identity, train, s=k), test_targets=t["test_predictions"]
+        )
     out[f"subclass_detection k={K}"] = run(
-        de.SubclassDetectionMetric(identity, train, train_subclass_labels=t["train_fine_labels"], s=K),
-        test_targets=t["test_labels"])
-    mis = de.MislabelingDetectionMetric(identity, train, mislabeling_indices=t["flipped"].tolist(),
-                                        precomputed_self_influence=t["self_influence"])
+        de.SubclassDetectionMetric(
+            identity, train, train_subclass_labels=t["train_fine_labels"], s=K
+        ),
+        test_targets=t["test_labels"],
+    )
+    mis = de.MislabelingDetectionMetric(
+        identity,
+        train,
+        mislabeling_indices=t["flipped"].tolist(),
+        precomputed_self_influence=t["self_influence"],
+    )
     out["mislabeling raw AUC (trapezoid/N)"] = mis.compute()["score"]
     out["shortcut AUPRC (filtered)"] = run(
-        de.ShortcutDetectionMetric(identity, train, shortcut_indices=t["marked"], shortcut_cls=t["shortcut_class"]),
-        test_data=pred_as_input, test_labels=t["test_labels"])
+        de.ShortcutDetectionMetric(
+            identity, train, shortcut_indices=t["marked"], shortcut_cls=t["shortcut_class"]
+        ),
+        test_data=pred_as_input,
+        test_labels=t["test_labels"],
+    )
     out["shortcut AUPRC (all test points)"] = run(
-        de.ShortcutDetectionMetric(identity, train, shortcut_indices=t["marked"], shortcut_cls=t["shortcut_class"],
-                                   filter_by_non_shortcut=False, filter_by_shortcut_pred=False))
+        de.ShortcutDetectionMetric(
+            identity,
+            train,
+            shortcut_indices=t["marked"],
+            shortcut_cls=t["shortcut_class"],
+            filter_by_non_shortcut=False,
+            filter_by_shortcut_pred=False,
+        )
+    )
     for k in (1, K):
         out[f"top_k_cardinality k={k}"] = run(he.TopKCardinalityMetric(identity, train, top_k=k))
-    rand = he.ModelRandomizationMetric(identity, "m", os.path.join(workdir, "rand"), train, checkpoints=ckpt,
-                                       explainer_cls=_Lookup, expl_kwargs={"table": t["randomized"]})
+    rand = he.ModelRandomizationMetric(
+        identity,
+        "m",
+        os.path.join(workdir, "rand"),
+        train,
+        checkpoints=ckpt,
+        explainer_cls=_Lookup,
+        expl_kwargs={"table": t["randomized"]},
+    )
     out["model_randomization (Spearman)"] = run(rand, test_data=torch.arange(len(a)))
     subset_ids = [mask.nonzero()[:, 0].tolist() for mask in t["subset_masks"]]
     for kind in ("margin", "logp"):
-        lds = gt.LinearDatamodelingMetric(identity, train, m=len(subset_ids), subset_ids=subset_ids,
-                                          subset_ckpt_filenames=[ckpt] * len(subset_ids),
-                                          cache_dir=os.path.join(workdir, "lds"))
+        lds = gt.LinearDatamodelingMetric(
+            identity,
+            train,
+            m=len(subset_ids),
+            subset_ids=subset_ids,
+            subset_ckpt_filenames=[ckpt] * len(subset_ids),
+            cache_dir=os.path.join(workdir, "lds"),
+        )
         outputs = t[f"subset_{kind}"]
-        out[f"LDS ({kind} outputs)"] = run(lds, test_targets=t["test_predictions"], test_data=pred_as_input,
-                                           subset_logits={s: outputs[s] for s in range(len(subset_ids))})
+        out[f"LDS ({kind} outputs)"] = run(
+            lds,
+            test_targets=t["test_predictions"],
+            test_data=pred_as_input,
+            subset_logits={s: outputs[s] for s in range(len(subset_ids))},
+        )
     return out
 
 
@@ -257,21 +332,27 @@ NOTES = {
 }
 
 
-def write_table(ours_scores: dict, quanda_scores_: dict, version: str, seconds: float, command: str, base: dict) -> str:
+def write_table(
+    ours_scores: dict, quanda_scores_: dict, version: str, seconds: float, command: str, base: dict
+) -> str:
     c = base["shortcut_class"]
     n_selected = int(((base["test_predictions"] == c) & (base["test_labels"] != c)).sum())
     lines = [
         "# dattr_eval metrics vs quanda on the same tensors",
         "",
-        (f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {os.cpu_count()} CPU cores "
-        f"({platform.machine()}), GPU: none; torch {torch.__version__}; quanda {version}"),
+        (
+            f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {os.cpu_count()} CPU cores "
+            f"({platform.machine()}), GPU: none; torch {torch.__version__}; quanda {version}"
+        ),
         f"- command: `{command}` ({seconds:.0f} s in all)",
-        (f"- tensors: sklearn digits, MLP 64-32-10 trained on {N_TRAIN} samples with 10 % flipped labels; "
-        f"{N_TEST} test points explained for the model's prediction with `grad_dot`; self-influence = "
-        f"`grad_dot.self_influence()`; randomised model = `randomize_model(seed=0)` + `grad_dot`; LDS: "
-        f"{M_SUBSETS} MLPs retrained on random halves (`lds_subsets`). Marked samples (shortcut): 30 % of "
-        f"the training samples of the class most often wrongly predicted on the test points (class {c}, {len(base['marked'])} marked; {n_selected} test points selected; indices only: the metric comparison needs no real mark). Subclass "
-        "rows use the clean digit labels as fine labels of the same model (a metric check, not a benchmark)."),
+        (
+            f"- tensors: sklearn digits, MLP 64-32-10 trained on {N_TRAIN} samples with 10 % flipped labels; "
+            f"{N_TEST} test points explained for the model's prediction with `grad_dot`; self-influence = "
+            f"`grad_dot.self_influence()`; randomised model = `randomize_model(seed=0)` + `grad_dot`; LDS: "
+            f"{M_SUBSETS} MLPs retrained on random halves (`lds_subsets`). Marked samples (shortcut): 30 % of "
+            f"the training samples of the class most often wrongly predicted on the test points (class {c}, {len(base['marked'])} marked; {n_selected} test points selected; indices only: the metric comparison needs no real mark). Subclass "
+            "rows use the clean digit labels as fine labels of the same model (a metric check, not a benchmark)."
+        ),
         "- `tied`: the same tensors rounded to 4 levels of |max| per row (self-influence: globally), so tie rules matter.",
         "- `random`: the same ground truth with seeded Gaussian attributions, randomised attributions and self-influence.",
         "",
@@ -283,17 +364,26 @@ def write_table(ours_scores: dict, quanda_scores_: dict, version: str, seconds: 
             theirs = quanda_scores_[variant].get(name.split(" [")[0])
             q = "—" if theirs is None else f"{theirs:.6f}"
             d = "—" if theirs is None else f"{abs(value - theirs):.1e}"
-            lines.append(f"| {name} | {variant} | {value:.6f} | {q} | {d} | {NOTES.get(name, '')} |")
+            lines.append(
+                f"| {name} | {variant} | {value:.6f} | {q} | {d} | {NOTES.get(name, '')} |"
+            )
     same_rules = [
         abs(v - quanda_scores_[variant][n.split(" [")[0]])
-        for variant in ours_scores for n, v in ours_scores[variant].items()
-        if n.split(" [")[0] in quanda_scores_[variant] and n != "mislabeling raw AUC (trapezoid/N)"
+        for variant in ours_scores
+        for n, v in ours_scores[variant].items()
+        if n.split(" [")[0] in quanda_scores_[variant]
+        and n != "mislabeling raw AUC (trapezoid/N)"
         and not (variant == "tied" and "[" not in n and ("detection k=" in n or "cardinality" in n))
     ]
-    lines += ["", (f"Largest |difference| where both use the same tie rule (all rows but the plain top-k rows on "
-              f"`tied` and the plain mislabeling raw-AUC rows): {max(same_rules):.1e} (float32 rounding). The "
-              "remaining differences come from tie-breaking alone: fed quanda's order (torch.topk indices, "
-              "scores shifted by 1e-4·index) our metrics reproduce quanda's values.")]
+    lines += [
+        "",
+        (
+            f"Largest |difference| where both use the same tie rule (all rows but the plain top-k rows on "
+            f"`tied` and the plain mislabeling raw-AUC rows): {max(same_rules):.1e} (float32 rounding). The "
+            "remaining differences come from tie-breaking alone: fed quanda's order (torch.topk indices, "
+            "scores shifted by 1e-4·index) our metrics reproduce quanda's values."
+        ),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -314,12 +404,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         path_in, path_out = os.path.join(work, "in.pt"), os.path.join(work, "out.pt")
         torch.save(data, path_in)
-        subprocess.run([args.quanda_python, __file__, "--quanda-side", path_in, path_out], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [args.quanda_python, __file__, "--quanda-side", path_in, path_out],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         theirs = torch.load(path_out, weights_only=True)
     mine = {variant: ours(t) for variant, t in data.items()}
     command = f"{Path(sys.executable).relative_to(Path.cwd()) if Path(sys.executable).is_relative_to(Path.cwd()) else sys.executable} benchmarks/compare_quanda.py --quanda-python {args.quanda_python}"
-    text = write_table(mine, theirs["scores"], theirs["version"], time.perf_counter() - start, command, base)
+    text = write_table(
+        mine, theirs["scores"], theirs["version"], time.perf_counter() - start, command, base
+    )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(text)
     print(text)

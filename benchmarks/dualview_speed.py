@@ -67,33 +67,56 @@ def kernel_load_seconds() -> tuple[float, float]:
     )
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache}
-        run = lambda: float(subprocess.run([sys.executable, "-c", code], env=env, check=True,
-                                           capture_output=True, text=True).stdout)
+        run = lambda: float(
+            subprocess.run(
+                [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
+            ).stdout
+        )
         return run(), run()
 
 
 def solver_row(n: int, d: int, C: float, matched: bool) -> dict:
     x, y = synthetic(n, d)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # liblinear's own iteration cap is silent or warns; we report n_iter_
+        warnings.simplefilter(
+            "ignore"
+        )  # liblinear's own iteration cap is silent or warns; we report n_iter_
         ref = LinearSVC(multi_class="crammer_singer", C=C, fit_intercept=False, tol=1e-4)
         t_ref, _ = timed(lambda: ref.fit(x.numpy(), y.numpy()))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # non-convergence shows as gap > tol in the table
-        ours_time, ours = timed(lambda: CrammerSingerSVC(C=C, tol=1e-3, max_iter=MAX_EPOCHS).fit(x, y))
+        ours_time, ours = timed(
+            lambda: CrammerSingerSVC(C=C, tol=1e-3, max_iter=MAX_EPOCHS).fit(x, y)
+        )
     p_ref = objectives(x, y, torch.tensor(ref.coef_), ours.dual_coef_, C)[0]
-    row = {"n": n, "d": d, "C": C, "t_ref": t_ref, "it_ref": int(ref.n_iter_), "t": ours_time,
-           "gap": ours.duality_gap_, "epochs": ours.n_iter_, "best_dual": ours.dual_objective_}
+    row = {
+        "n": n,
+        "d": d,
+        "C": C,
+        "t_ref": t_ref,
+        "it_ref": int(ref.n_iter_),
+        "t": ours_time,
+        "gap": ours.duality_gap_,
+        "epochs": ours.n_iter_,
+        "best_dual": ours.dual_objective_,
+    }
     row["skipped"] = not matched
     tol = ours.duality_gap_
     # tighten until ours certifies a primal objective no worse than liblinear's; give up once a
     # run takes over 3x liblinear's time or misses its tol (then the row says so)
-    while (matched and ours.primal_objective_ > p_ref and ours.converged_ and tol > 1e-9
-           and row.get("t_m", 0.0) < 3 * t_ref):
+    while (
+        matched
+        and ours.primal_objective_ > p_ref
+        and ours.converged_
+        and tol > 1e-9
+        and row.get("t_m", 0.0) < 3 * t_ref
+    ):
         tol = min((p_ref + row["best_dual"]) / p_ref, tol / 3)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            row["t_m"], ours = timed(lambda t=tol: CrammerSingerSVC(C=C, tol=t, max_iter=MAX_EPOCHS).fit(x, y))
+            row["t_m"], ours = timed(
+                lambda t=tol: CrammerSingerSVC(C=C, tol=t, max_iter=MAX_EPOCHS).fit(x, y)
+            )
         row["gap_m"], row["epochs_m"] = ours.duality_gap_, ours.n_iter_
         row["best_dual"] = min(row["best_dual"], ours.dual_objective_)
     row["gap_ref"] = (p_ref + row["best_dual"]) / p_ref
@@ -135,8 +158,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cases", default=DEFAULT_CASES, help="NxD@C, comma-separated")
     parser.add_argument("--skip-matched", action="store_true", help="no matched (tighter) runs")
-    parser.add_argument("--explain-only", action="store_true",
-                        help="only the explain timing, to results/dualview_explain.md (solver table kept)")
+    parser.add_argument(
+        "--explain-only",
+        action="store_true",
+        help="only the explain timing, to results/dualview_explain.md (solver table kept)",
+    )
     args = parser.parse_args()
     if args.explain_only:
         write_explain_only(explain_rows())
@@ -158,7 +184,9 @@ def main() -> None:
 def write_explain_only(explain) -> None:
     """The explain table alone, with date, machine and load, to ``results/dualview_explain.md``."""
     out = Path(__file__).parent / "results" / "dualview_explain.md"
-    table = "".join(f"| {label} | {name} | {sec:.3f} | {diff:.1e} |\n" for label, name, sec, diff in explain)
+    table = "".join(
+        f"| {label} | {name} | {sec:.3f} | {diff:.1e} |\n" for label, name, sec, diff in explain
+    )
     out.write_text(
         f"# DualView explain throughput\n\nDate: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
         f"{os.cpu_count()} cores, torch threads {torch.get_num_threads()}, GPU: none, load average (1/5/15 min) "
@@ -189,8 +217,14 @@ def write(rows, explain, n_cases, compile_s, cached_s, load_before) -> None:
     explain_table = "".join(
         f"| {label} | {name} | {sec:.3f} | {diff:.1e} |\n" for label, name, sec, diff in explain
     )
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     out = Path(__file__).parent / "results" / "dualview_speed.md"
     out.write_text(
         f"# DualView solver speed\n\nDate: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
@@ -213,8 +247,9 @@ def write(rows, explain, n_cases, compile_s, cached_s, load_before) -> None:
         f"later processes load them from the cache in {cached_s:.1f} s; neither is in the fit times.\n\n"
         "| N | d | C | liblinear s | liblinear iters | liblinear gap (<=) | ours s (tol 1e-3) | gap | epochs "
         "| ours / liblinear | ours s (matched) | gap | epochs | ours / liblinear |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n" + table +
-        "\nExplain: 2,000 test x 50,000 training points, d = 128, float32, dense (2,000, 50,000) output, "
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        + table
+        + "\nExplain: 2,000 test x 50,000 training points, d = 128, float32, dense (2,000, 50,000) output, "
         "targets random in 10 classes, best of 3 (max |difference| between former and new).\n\n"
         "| support | method | seconds | max abs diff |\n|---|---|---|---|\n" + explain_table
     )

@@ -32,18 +32,48 @@ RESULTS = Path(__file__).parent / "results" / "implementations.md"
 ARNOLDI = {"projection_dim": 20, "arnoldi_dim": 60}
 #: (method, native label, native explainer, peer label, peer explainer)
 PAIRS = [
-    ("TracInCP (3 checkpoints)", "tracin", E.create("tracin"), "captum.tracin", E.create("captum.tracin")),
-    ("TracInCP, last-layer weight", "tracin[classifier.weight]", E.create("tracin", params=["classifier.weight"]),
-     "captum.tracin_fast", E.create("captum.tracin_fast")),
-    ("influence, Arnoldi top-20 of 60", "influence[arnoldi]",
-     E.create("influence", solver="arnoldi", damping=1e-3, arnoldi_top_k=20, arnoldi_iter=60),
-     "captum.arnoldi", E.create("captum.arnoldi", hessian_reg=1e-3, **ARNOLDI)),
-    ("influence, EK-FAC vs our Arnoldi", "influence[arnoldi]", None,
-     "kronfluence.ekfac", E.create("kronfluence.ekfac", damping=1e-3)),
-    ("TRAK k=512 (3 checkpoints as ensemble)", "trak", E.create("trak", projection_dim=512),
-     "traker.trak", E.create("traker.trak", projection_dim=512)),
-    ("DualView C=1e-3, intercept", "dualview[intercept]",
-     E.create("dualview", C=1e-3, fit_intercept=True), "dualxda.dualview", E.create("dualxda.dualview", C=1e-3)),
+    (
+        "TracInCP (3 checkpoints)",
+        "tracin",
+        E.create("tracin"),
+        "captum.tracin",
+        E.create("captum.tracin"),
+    ),
+    (
+        "TracInCP, last-layer weight",
+        "tracin[classifier.weight]",
+        E.create("tracin", params=["classifier.weight"]),
+        "captum.tracin_fast",
+        E.create("captum.tracin_fast"),
+    ),
+    (
+        "influence, Arnoldi top-20 of 60",
+        "influence[arnoldi]",
+        E.create("influence", solver="arnoldi", damping=1e-3, arnoldi_top_k=20, arnoldi_iter=60),
+        "captum.arnoldi",
+        E.create("captum.arnoldi", hessian_reg=1e-3, **ARNOLDI),
+    ),
+    (
+        "influence, EK-FAC vs our Arnoldi",
+        "influence[arnoldi]",
+        None,
+        "kronfluence.ekfac",
+        E.create("kronfluence.ekfac", damping=1e-3),
+    ),
+    (
+        "TRAK k=512 (3 checkpoints as ensemble)",
+        "trak",
+        E.create("trak", projection_dim=512),
+        "traker.trak",
+        E.create("traker.trak", projection_dim=512),
+    ),
+    (
+        "DualView C=1e-3, intercept",
+        "dualview[intercept]",
+        E.create("dualview", C=1e-3, fit_intercept=True),
+        "dualxda.dualview",
+        E.create("dualxda.dualview", C=1e-3),
+    ),
 ]
 BENCHMARKS = ("digits-class", "digits-mislabel")
 N_TEST = 64  # one test batch: Captum and kronfluence recompute every training gradient per batch
@@ -57,7 +87,11 @@ def run(out_dir: Path) -> pd.DataFrame:
             explainers[native_label] = native
         explainers[peer_label] = peer
     return dattr_eval.evaluate(
-        [dattr_eval.benchmarks.get(b)(n_test=N_TEST) for b in BENCHMARKS], explainers, metrics=list(METRICS), out_dir=out_dir, progress=False
+        [dattr_eval.benchmarks.get(b)(n_test=N_TEST) for b in BENCHMARKS],
+        explainers,
+        metrics=list(METRICS),
+        out_dir=out_dir,
+        progress=False,
     )
 
 
@@ -77,7 +111,9 @@ def table(results: pd.DataFrame) -> str:
     for method, native_label, _, peer_label, _ in PAIRS:
         for label in (native_label, peer_label):
             for _, r in scores[scores["explainer"] == label].iterrows():
-                prof = profiles[(profiles["explainer"] == label) & (profiles["benchmark"] == r["benchmark"])]
+                prof = profiles[
+                    (profiles["explainer"] == label) & (profiles["benchmark"] == r["benchmark"])
+                ]
                 p = prof.iloc[-1] if len(prof) else pd.Series(dtype=object)
                 lines.append(
                     f"| {method} | `{label}` | {r['benchmark']} | {r['metric']} | {f(r['score'], '.4f')} | "
@@ -90,9 +126,12 @@ def table(results: pd.DataFrame) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out-dir", default=None, help="results directory (default: a temporary one)")
     parser.add_argument(
-        "--report-only", action="store_true",
+        "--out-dir", default=None, help="results directory (default: a temporary one)"
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
         help="write the table from OUT_DIR/results.csv as it stands (e.g. of an interrupted run)",
     )
     args = parser.parse_args()
@@ -114,8 +153,11 @@ def main() -> None:
         f"captum {captum.__version__}, traker {getattr(trak, '__version__', '0.3.2')}, "
         f"kronfluence {getattr(kronfluence, '__version__', '?')}, dualxda {getattr(dualxda, '__version__', '0.1.0')}",
         "- command: `/tmp/peers-venv/bin/python benchmarks/implementations.py`"
-        + (" (table written with `--report-only` from an interrupted run: missing rows did not finish)"
-           if args.report_only else f" ({seconds:.0f} s in all)"),
+        + (
+            " (table written with `--report-only` from an interrupted run: missing rows did not finish)"
+            if args.report_only
+            else f" ({seconds:.0f} s in all)"
+        ),
         f"- benchmarks: {', '.join(BENCHMARKS)} (digits CNN of the benchmark registry, its 3 training "
         f"checkpoints given to tracin/trak and their peers), {N_TEST} test samples each; metrics: {', '.join(METRICS)}; "
         "evaluator `dattr_eval.evaluate`, test batches of 64.",

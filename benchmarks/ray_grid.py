@@ -54,8 +54,19 @@ WORKLOADS = {
     "grid": {
         "benchmarks": ["digits-class", "digits-mislabel", "digits-shortcut"],
         "explainers": {
-            **{n: (n, {}) for n in ("random", "dualview", "representer", "feature_similarity", "grad_dot",
-                                    "grad_cos", "trak", "tracin")},
+            **{
+                n: (n, {})
+                for n in (
+                    "random",
+                    "dualview",
+                    "representer",
+                    "feature_similarity",
+                    "grad_dot",
+                    "grad_cos",
+                    "trak",
+                    "tracin",
+                )
+            },
             "influence": ARNOLDI,
         },
         "kwargs": {},
@@ -82,13 +93,21 @@ def build(name: str) -> benchmarks.Benchmark:
     if not stop:
         return bench
     n = int(stop.rstrip("]"))
-    return replace(bench, name=f"{name}[:{n}]", test_inputs=bench.test_inputs[:n], truth=bench.truth.select(slice(0, n)))
+    return replace(
+        bench,
+        name=f"{name}[:{n}]",
+        test_inputs=bench.test_inputs[:n],
+        truth=bench.truth.select(slice(0, n)),
+    )
 
 
 def run(workload: dict, way: dict, out_dir: Path) -> tuple[float, pd.DataFrame]:
     """Wall seconds of one evaluation and its sorted metric rows."""
     benches = [build(name) for name in workload["benchmarks"]]
-    made = {label: explainers.create(name, **params) for label, (name, params) in workload["explainers"].items()}
+    made = {
+        label: explainers.create(name, **params)
+        for label, (name, params) in workload["explainers"].items()
+    }
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -122,8 +141,16 @@ def shipping() -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workloads", default="grid,cell", help="comma-separated: grid, cell")
-    parser.add_argument("--ways", default=",".join(WAYS), help=f"comma-separated, the first is the reference: {', '.join(WAYS)}")
-    parser.add_argument("--append", action="store_true", help="add this run to the results file instead of replacing it")
+    parser.add_argument(
+        "--ways",
+        default=",".join(WAYS),
+        help=f"comma-separated, the first is the reference: {', '.join(WAYS)}",
+    )
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="add this run to the results file instead of replacing it",
+    )
     args = parser.parse_args()
     load = os.getloadavg()
     for workload in WORKLOADS.values():  # train the models before timing
@@ -171,17 +198,28 @@ def main() -> None:
         f"- `ray.init(num_cpus=2)`: {init_s:.1f} s; starting 2 workers: {warm_s:.1f} s (neither in the times below)",
         "- workloads, ways and what is timed: see the docstring of `benchmarks/ray_grid.py`",
         "",
-        "| workload | " + " | ".join(f"{w} s" for w in ways) + " | " + " | ".join(f"{w} / {ways[0]}" for w in ways[1:]) + " |",
+        "| workload | "
+        + " | ".join(f"{w} s" for w in ways)
+        + " | "
+        + " | ".join(f"{w} / {ways[0]}" for w in ways[1:])
+        + " |",
         "|---" * (2 * len(ways)) + "|",
     ]
     for wname, s in table:
-        lines.append(f"| {wname} | " + " | ".join(f"{s[w]:.1f}" for w in ways) + " | "
-                     + " | ".join(f"{s[w] / s[ways[0]]:.2f}" for w in ways[1:]) + " |")
+        lines.append(
+            f"| {wname} | "
+            + " | ".join(f"{s[w]:.1f}" for w in ways)
+            + " | "
+            + " | ".join(f"{s[w] / s[ways[0]]:.2f}" for w in ways[1:])
+            + " |"
+        )
     lines += [
         "",
         f"Metric rows (scores, spreads, statuses, errors) against the {ways[0]} run's: "
-        + "; ".join(f"{w} {way}: " + ("identical" if not n else f"{n} rows differ ({', '.join(e)})")
-                    for w, way, n, e in identical),
+        + "; ".join(
+            f"{w} {way}: " + ("identical" if not n else f"{n} rows differ ({', '.join(e)})")
+            for w, way, n, e in identical
+        ),
         "",
         (
             f"Shipping digits-class from the driver: pickled {ship['size_mb']:.1f} MiB; `ray.put` + one task "

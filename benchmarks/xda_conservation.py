@@ -40,7 +40,9 @@ def cnn_with_biases() -> nn.Sequential:
     model = bias_free_cnn()
     for m in model:
         if isinstance(m, (nn.Conv2d, nn.Linear)):
-            m.bias = nn.Parameter(torch.zeros(m.out_channels if isinstance(m, nn.Conv2d) else m.out_features))
+            m.bias = nn.Parameter(
+                torch.zeros(m.out_channels if isinstance(m, nn.Conv2d) else m.out_features)
+            )
     return model
 
 
@@ -90,11 +92,16 @@ def main() -> None:
     train_set = TensorDataset(x[:N_TRAIN], y[:N_TRAIN])
     x_test = x[N_TRAIN : N_TRAIN + N_TEST]
     sections = []
-    for label, build in (("bias-free ReLU CNN", bias_free_cnn), ("same CNN with biases", cnn_with_biases)):
+    for label, build in (
+        ("bias-free ReLU CNN", bias_free_cnn),
+        ("same CNN with biases", cnn_with_biases),
+    ):
         torch.manual_seed(0)
         model = train(build(), x[:N_TRAIN], y[:N_TRAIN], steps=100)
         acc = float((model(x[N_TRAIN:]).argmax(1) == y[N_TRAIN:]).float().mean())
-        sections.append(f"### {label} (test accuracy {acc:.3f})\n\n{table(measure(model, train_set, x_test))}")
+        sections.append(
+            f"### {label} (test accuracy {acc:.3f})\n\n{table(measure(model, train_set, x_test))}"
+        )
     text = "\n\n".join(
         [
             "# XDA conservation: |sum(heatmap) - A[x, j]| / |A[x, j]|",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def _split(value: str) -> list[str]:
@@ -45,9 +45,15 @@ def _benchmark_names(patterns: Sequence[str]) -> list[str]:
 
     names: list[str] = []
     for pattern in patterns:
-        matched = fnmatch.filter(benchmarks.names(), pattern) if any(c in pattern for c in "*?[") else [pattern]
+        matched = (
+            fnmatch.filter(benchmarks.names(), pattern)
+            if any(c in pattern for c in "*?[")
+            else [pattern]
+        )
         if not matched:
-            raise SystemExit(f"dattr-eval: --benchmark {pattern!r} matches no benchmark; see `dattr-eval list`")
+            raise SystemExit(
+                f"dattr-eval: --benchmark {pattern!r} matches no benchmark; see `dattr-eval list`"
+            )
         for name in matched:
             benchmarks.REGISTRY.canonical(name)  # unknown names fail here, with close matches
             names.extend([name] if name not in names else [])
@@ -76,11 +82,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from dattr_eval.evaluation import Evaluator
-    from dattr_eval.evaluation.report import leaderboard, to_markdown
-
     from dattr_eval import explainers as registry
+    from dattr_eval.evaluation import Evaluator
     from dattr_eval.evaluation.evaluator import builtin_explainers
+    from dattr_eval.evaluation.report import leaderboard, to_markdown
 
     names = builtin_explainers() if args.explainers.strip() == "all" else _split(args.explainers)
     overrides = _explainer_params(args.set or [])
@@ -108,7 +113,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     results = evaluator.run()
     print(to_markdown(leaderboard(results)))
-    print(f"\nresults: {evaluator.store.path}  (make the report with: dattr-eval report {args.out})")
+    print(
+        f"\nresults: {evaluator.store.path}  (make the report with: dattr-eval report {args.out})"
+    )
     return 0
 
 
@@ -117,12 +124,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     board = report(args.out_dir, figures=not args.no_figures)
     print(to_markdown(board))
-    print(f"\nwritten: {args.out_dir}/leaderboard.html, leaderboard.md, leaderboard.csv" + ("" if args.no_figures else " and figures (PNG)"))
+    print(
+        f"\nwritten: {args.out_dir}/leaderboard.html, leaderboard.md, leaderboard.csv"
+        + ("" if args.no_figures else " and figures (PNG)")
+    )
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dattr-eval", description="Score training-data attribution methods.")
+    parser = argparse.ArgumentParser(
+        prog="dattr-eval", description="Score training-data attribution methods."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_list = sub.add_parser("list", help="list explainers, metrics and benchmarks with summaries")
@@ -130,31 +142,67 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.set_defaults(func=cmd_list)
 
     p_run = sub.add_parser("run", help="evaluate explainers on benchmarks; results go to --out")
-    p_run.add_argument("--benchmark", action="append", required=True,
-                       help="benchmark name or wildcard pattern ('digits-*'); repeat for several")
-    p_run.add_argument("--explainers", required=True, help="comma-separated explainer names, or 'all' (the built-in ones; peer adapters by name)")
-    p_run.add_argument("--set", action="append", metavar="EXPLAINER.PARAM=VALUE",
-                       help="explainer hyperparameter, e.g. influence.solver=arnoldi; repeat for several")
-    p_run.add_argument("--metrics", help="comma-separated metric names (default: each benchmark's own)")
+    p_run.add_argument(
+        "--benchmark",
+        action="append",
+        required=True,
+        help="benchmark name or wildcard pattern ('digits-*'); repeat for several",
+    )
+    p_run.add_argument(
+        "--explainers",
+        required=True,
+        help="comma-separated explainer names, or 'all' (the built-in ones; peer adapters by name)",
+    )
+    p_run.add_argument(
+        "--set",
+        action="append",
+        metavar="EXPLAINER.PARAM=VALUE",
+        help="explainer hyperparameter, e.g. influence.solver=arnoldi; repeat for several",
+    )
+    p_run.add_argument(
+        "--metrics", help="comma-separated metric names (default: each benchmark's own)"
+    )
     p_run.add_argument("--out", required=True, help="output directory (a rerun resumes there)")
     p_run.add_argument("--device", default=None, help="cpu (default) or cuda")
-    p_run.add_argument("--batch-size", type=int, default=64, help="test samples per explained batch")
-    p_run.add_argument("--data-dir", default=None, help="dataset files for benchmarks that are not bundled")
-    p_run.add_argument("--cache-dir", default=None, help="trained-model cache (default ~/.cache/dattr_eval)")
+    p_run.add_argument(
+        "--batch-size", type=int, default=64, help="test samples per explained batch"
+    )
+    p_run.add_argument(
+        "--data-dir", default=None, help="dataset files for benchmarks that are not bundled"
+    )
+    p_run.add_argument(
+        "--cache-dir", default=None, help="trained-model cache (default ~/.cache/dattr_eval)"
+    )
     p_run.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p_run.add_argument("--xda", action="store_true",
-                       help="also score DualView's LRP pair heatmaps with Quantus (image benchmarks)")
-    p_run.add_argument("--xda-n-test", type=int, default=16, help="test points the XDA benchmark explains")
-    p_run.add_argument("--backend", choices=["local", "ray"], default="local",
-                       help="run each benchmark × explainer cell in this process (default) or as a Ray task")
-    p_run.add_argument("--address", default=None,
-                       help="Ray cluster to join: 'auto' (this machine's cluster), 'ray://HEAD:10001'; "
-                            "default: start a local one")
+    p_run.add_argument(
+        "--xda",
+        action="store_true",
+        help="also score DualView's LRP pair heatmaps with Quantus (image benchmarks)",
+    )
+    p_run.add_argument(
+        "--xda-n-test", type=int, default=16, help="test points the XDA benchmark explains"
+    )
+    p_run.add_argument(
+        "--backend",
+        choices=["local", "ray"],
+        default="local",
+        help="run each benchmark × explainer cell in this process (default) or as a Ray task",
+    )
+    p_run.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster to join: 'auto' (this machine's cluster), 'ray://HEAD:10001'; "
+        "default: start a local one",
+    )
     p_run.add_argument("--num-cpus", type=float, default=1, help="CPUs each Ray task reserves")
-    p_run.add_argument("--num-gpus", type=float, default=0, help="GPUs each Ray task reserves (with --device cuda)")
+    p_run.add_argument(
+        "--num-gpus", type=float, default=0, help="GPUs each Ray task reserves (with --device cuda)"
+    )
     p_run.set_defaults(func=cmd_run)
 
-    p_report = sub.add_parser("report", help="write the leaderboard (Markdown, HTML, figures) of a results directory")
+    p_report = sub.add_parser(
+        "report", help="write the leaderboard (Markdown, HTML, figures) of a results directory"
+    )
     p_report.add_argument("out_dir")
     p_report.add_argument("--no-figures", action="store_true")
     p_report.set_defaults(func=cmd_report)

@@ -58,7 +58,10 @@ def check_attributions(
             f"{name} must be 2-dimensional (n_test, n_train), got ndim={a.ndim} "
             f"with shape {tuple(a.shape)}"
         )
-    expected = (n_test if n_test is not None else a.shape[0], n_train if n_train is not None else a.shape[1])
+    expected = (
+        n_test if n_test is not None else a.shape[0],
+        n_train if n_train is not None else a.shape[1],
+    )
     if tuple(a.shape) != expected:
         hint = ""
         if tuple(a.shape) == expected[::-1]:
@@ -92,7 +95,9 @@ def topk(a: torch.Tensor | TopK, k: int) -> TopK:
         raise ValueError(f"k must be a positive int, got {k!r}")
     if isinstance(a, TopK):
         if a.values.shape[1] < k:
-            raise ValueError(f"k={k} exceeds the {a.values.shape[1]} entries kept per row of the TopK")
+            raise ValueError(
+                f"k={k} exceeds the {a.values.shape[1]} entries kept per row of the TopK"
+            )
         return TopK(a.values[:, :k], a.indices[:, :k])
     check_attributions(a)
     if k > a.shape[1]:

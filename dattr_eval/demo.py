@@ -19,7 +19,10 @@ from dattr_eval.models import ModelCache, TrainRecipe, accuracy
 
 
 def run(
-    out: Path, n_test: int = 5, cache_dir: Path = Path(".dattr_cache"), recipe: TrainRecipe | None = None
+    out: Path,
+    n_test: int = 5,
+    cache_dir: Path = Path(".dattr_cache"),
+    recipe: TrainRecipe | None = None,
 ) -> str:
     """Run the demo, write ``out/demo.md`` and return its text (``recipe``: default ``TrainRecipe()``)."""
     split = load_digits()

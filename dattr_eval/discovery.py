@@ -6,7 +6,9 @@ import importlib
 import pkgutil
 
 
-def import_submodules(package_name: str, package_path: list[str], skip: tuple[str, ...] = ()) -> None:
+def import_submodules(
+    package_name: str, package_path: list[str], skip: tuple[str, ...] = ()
+) -> None:
     """Import ``package_name.<module>`` for each module in ``package_path``.
 
     Skips private modules (leading underscore), subpackages (imported lazily where they hold

@@ -7,8 +7,9 @@ models' outputs). Metrics declare the fields they ``require``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -75,7 +76,7 @@ class GroundTruth:
     subset_outputs: torch.Tensor | None = None
 
     @classmethod
-    def coerce(cls, truth: "GroundTruth | dict | None" = None, **extra: Any) -> "GroundTruth":
+    def coerce(cls, truth: GroundTruth | dict | None = None, **extra: Any) -> GroundTruth:
         """Build a record from a ``GroundTruth``, a dict and/or keyword fields (keywords win)."""
         if truth is None:
             truth = cls()
@@ -112,7 +113,7 @@ class GroundTruth:
                 return int(value.shape[0])
         return None
 
-    def select(self, index: torch.Tensor | slice) -> "GroundTruth":
+    def select(self, index: torch.Tensor | slice) -> GroundTruth:
         """The record restricted to the test samples ``index`` (training fields unchanged)."""
         changes = {}
         for name, dim in TEST_FIELDS.items():

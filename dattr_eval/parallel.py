@@ -115,7 +115,9 @@ def use_backend(name: str = "local", **options: Any) -> Iterator[Backend]:
     check_choice(name, "name", BACKENDS)
     unknown = sorted(set(options) - set(_OPTIONS[name]))
     if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for backend {name!r}; known: {list(_OPTIONS[name])}")
+        raise ValueError(
+            f"unknown option(s) {unknown} for backend {name!r}; known: {list(_OPTIONS[name])}"
+        )
     if options.get("n_shards") is not None:
         check_positive(options["n_shards"], "n_shards", integer=True)
     if "num_cpus" in options:
@@ -199,7 +201,9 @@ def map_shards(
     """
     backend = current_backend()
     shared = dict(shared or {})
-    bounds = shard_bounds(len(dataset), n_shards if n_shards is not None else backend.resolve_n_shards())
+    bounds = shard_bounds(
+        len(dataset), n_shards if n_shards is not None else backend.resolve_n_shards()
+    )
     if not backend.is_ray:
         if len(bounds) == 1:
             return [fn(dataset, **shared)]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -53,7 +54,9 @@ class Registry(Generic[T]):
         known = sorted([*self._classes, *self._aliases])
         close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise KeyError(f"unknown {self.kind} {name!r}.{hint} Known: {', '.join(sorted(self._classes))}")
+        raise KeyError(
+            f"unknown {self.kind} {name!r}.{hint} Known: {', '.join(sorted(self._classes))}"
+        )
 
     def get(self, name: str) -> type[T]:
         """The class registered under ``name`` (or an alias)."""

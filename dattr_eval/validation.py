@@ -47,13 +47,17 @@ def check_tensor(
     if ndim is not None and x.ndim != ndim:
         raise ValueError(f"{name} must have ndim={ndim}, got shape {tuple(x.shape)}")
     if min_ndim is not None and x.ndim < min_ndim:
-        raise ValueError(f"{name} must have at least {min_ndim} dimensions, got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must have at least {min_ndim} dimensions, got shape {tuple(x.shape)}"
+        )
     if floating is True and not x.is_floating_point():
         raise TypeError(f"{name} must have a floating dtype, got {x.dtype}")
     if floating is False and (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
         raise TypeError(f"{name} must have an integer dtype, got {x.dtype}")
     if length is not None and x.shape[0] != length:
-        raise ValueError(f"{name} must have length {length} along dim 0, got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must have length {length} along dim 0, got shape {tuple(x.shape)}"
+        )
     if finite and x.is_floating_point() and not bool(torch.isfinite(x).all()):
         n_bad = int((~torch.isfinite(x)).sum())
         raise ValueError(f"{name} contains {n_bad} NaN/inf value(s)")
@@ -82,7 +86,9 @@ def check_choice(value: Any, name: str, choices: Iterable[Any]) -> Any:
     return value
 
 
-def check_positive(value: Any, name: str, *, allow_zero: bool = False, integer: bool = False) -> Any:
+def check_positive(
+    value: Any, name: str, *, allow_zero: bool = False, integer: bool = False
+) -> Any:
     """Require a positive (or non-negative) number, optionally an int."""
     kind = int if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kind):
@@ -102,7 +108,9 @@ def check_fraction(value: Any, name: str, *, inclusive: bool = False) -> float:
     return float(value)
 
 
-def resolve_device(device: str | torch.device | None, model: nn.Module | None = None) -> torch.device:
+def resolve_device(
+    device: str | torch.device | None, model: nn.Module | None = None
+) -> torch.device:
     """``device`` if given, else the device of ``model``'s first parameter, else CPU."""
     if device is not None:
         dev = torch.device(device)

@@ -51,15 +51,23 @@ model = model.eval()"""
 
 def notebook(cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
     nb = new_notebook(
-        cells=[new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in cells]
+        cells=[
+            new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in cells
+        ]
     )
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nb.metadata["language_info"] = {"name": "python"}
     return nb
 
 
 NB04 = [
-    ("md", """\
+    (
+        "md",
+        """\
 # DualView × LRP: which pixels tie a test input to a training sample
 
 DualView attributes a test input `x` (explained for class `c`) to a training sample `j` with
@@ -71,16 +79,22 @@ heatmap**: what in `x_j` matters). With a conserving rule each heatmap sums to `
 
 This notebook: fit DualView on digits, draw the heatmaps of a few test inputs with their strongest
 proponents and opponents, check conservation, compare LRP composites, and score the heatmaps
-with Quantus."""),
+with Quantus.""",
+    ),
     ("code", SETUP),
-    ("md", """\
+    (
+        "md",
+        """\
 A small ReLU CNN **without biases** on scikit-learn's digits (8×8 images, values in [0, 1]),
 trained full-batch in a few seconds. Without biases LRP conserves relevance exactly; with
 biases the rules here ignore them, so relevance of units that fire only through their bias is
 lost (the heatmaps then sum to a bit less than the score). Any trained model works the same way,
 e.g. a built-in benchmark's: `bench = dattr_eval.benchmarks.load("digits-class")`, then
-`bench.model` and `bench.train_dataset`."""),
-    ("code", """\
+`bench.model` and `bench.train_dataset`.""",
+    ),
+    (
+        "code",
+        """\
 import tempfile
 from pathlib import Path
 
@@ -115,28 +129,40 @@ model.eval()
 dualview = explainers.create("dualview", C=1e-4).fit(model, train_set)
 accuracy = (dualview.predict(x_test) == y_test).float().mean()
 print(f"test accuracy {accuracy:.3f}; {dualview.support_.numel()} of {len(train_set)} training "
-      f"images are support vectors (non-zero attributions)")"""),
-    ("md", """\
+      f"images are support vectors (non-zero attributions)")""",
+    ),
+    (
+        "md",
+        """\
 ## Pair heatmaps of the top-3 proponents and opponents
 
 One figure per test input: the input and the plain LRP heatmap of the decision (left), then
 each proponent (+) and opponent (−) with its score `A`, the test heatmap and the train heatmap.
 Red is positive relevance, blue negative; each heatmap is scaled to its own maximum. Titles of
-the heatmaps give their sums, which match the scores `A`."""),
-    ("code", """\
+the heatmaps give their sums, which match the scores `A`.""",
+    ),
+    (
+        "code",
+        """\
 result = explain_topk(dualview, None, x_test[:3], k=3, composite="epsilon_plus")
 figures = [plot_xda(result, i, path=OUT / f"xda_{i}.png") for i in range(3)]
-figures[0]"""),
+figures[0]""",
+    ),
     ("code", "figures[1]"),
-    ("md", """\
+    (
+        "md",
+        """\
 ## Conservation
 
 Each heatmap should sum to its pair's attribution score (median relative error over 50 pairs
 per cell below). On this bias-free ReLU network `"epsilon"` (LRP-ε everywhere), the default
 `"epsilon_plus"` (z⁺ on convolutions) and `"epsilon_plus_flat"` conserve up to float error.
 `"epsilon_alpha2_beta1"` conserves only where a neuron receives both positive and negative
-contributions; elsewhere it passes on twice the relevance (or minus once), so its sums drift."""),
-    ("code", """\
+contributions; elsewhere it passes on twice the relevance (or minus once), so its sums drift.""",
+    ),
+    (
+        "code",
+        """\
 import pandas as pd
 
 rows = []
@@ -149,12 +175,18 @@ for composite in ["epsilon", "epsilon_plus", "epsilon_plus_flat", "epsilon_alpha
             rows.append({"composite": composite, "pairs": side, "heatmap": name,
                          "median relative error": float(err.median())})
 pd.DataFrame(rows).pivot_table(index="composite", columns=["pairs", "heatmap"],
-                               values="median relative error").round(4)"""),
-    ("md", """\
+                               values="median relative error").round(4)""",
+    ),
+    (
+        "md",
+        """\
 ## Composites side by side
 
-The same pair (test input 0 with its strongest proponent) under the four composites."""),
-    ("code", """\
+The same pair (test input 0 with its strongest proponent) under the four composites.""",
+    ),
+    (
+        "code",
+        """\
 from matplotlib.figure import Figure
 
 j = int(result.proponents.train_indices[0, 0])
@@ -170,8 +202,11 @@ for col, composite in enumerate(composites):
                                  f"sum={float(heat.sum()):.3g}", fontsize=8)
         axes[row, col].set_axis_off()
 fig.savefig(OUT / "xda_composites.png", dpi=100)
-fig"""),
-    ("md", """\
+fig""",
+    ),
+    (
+        "md",
+        """\
 ## Quantus scores
 
 `score_xda` scores the heatmaps of each test input with its top-`k` proponents. For a pair the
@@ -186,15 +221,21 @@ LRP heatmap of the class logit for comparison.
   (another pair, or another class).
 
 Quantus warns when a perturbation leaves the input unchanged: blacking out background pixels of a
-digit changes nothing (those draws still count, with no score change)."""),
-    ("code", """\
+digit changes nothing (those draws still count, with no score change).""",
+    ),
+    (
+        "code",
+        """\
 scores = score_xda(dualview, None, x_test[:8], k=3, composite="epsilon_plus", seed=0)
-scores.pivot_table(index=["metric", "higher_is_better"], columns="side", values="score").round(3)"""),
+scores.pivot_table(index=["metric", "higher_is_better"], columns="side", values="score").round(3)""",
+    ),
 ]
 
 
 NB01 = [
-    ("md", """\
+    (
+        "md",
+        """\
 # Quick start: score training-data attribution methods on digits
 
 A training-data attribution (TDA) method answers "which training samples made the model say
@@ -204,9 +245,12 @@ that a good attribution should recover) with the metrics of the literature, and 
 leaderboard.
 
 This notebook evaluates four explainers on the built-in `digits-class` benchmark and reads
-the leaderboard."""),
+the leaderboard.""",
+    ),
     ("code", SETUP),
-    ("code", """\
+    (
+        "code",
+        """\
 import tempfile
 from pathlib import Path
 
@@ -215,9 +259,12 @@ import pandas as pd
 import dattr_eval
 
 OUT = Path(tempfile.mkdtemp(prefix="dattr_eval_quickstart_"))  # results, leaderboard and figures
-pd.Series(dattr_eval.available_explainers(), name="summary").to_frame()"""),
+pd.Series(dattr_eval.available_explainers(), name="summary").to_frame()""",
+    ),
     ("code", """pd.Series(dattr_eval.available_metrics(), name="summary").to_frame()"""),
-    ("md", """\
+    (
+        "md",
+        """\
 ## A benchmark: model, data, ground truth, metrics
 
 `digits-class` is a built-in benchmark: scikit-learn's 8×8 digits (1,347 training / 450 test
@@ -225,26 +272,38 @@ images), a small CNN trained on them (once; the weights are cached on disk, so t
 loads them), 50 seeded test images to explain (the explained class is the model's prediction)
 and four metrics. `benchmarks.names()` lists the others (digits, MNIST, Fashion-MNIST, CIFAR-10
 × five tasks); `Benchmark.from_datasets(name, model, train_set, test_set, metrics=...)` builds
-one from your own model (see notebook 02)."""),
-    ("code", """\
+one from your own model (see notebook 02).""",
+    ),
+    (
+        "code",
+        """\
 from dattr_eval import benchmarks
 
 print(benchmarks.names())
 bench = benchmarks.load("digits-class", n_test=50)
 print(bench.summary)
-print(f"{bench.n_train} training images, {bench.n_test} test images to explain, metrics {bench.metrics}")"""),
-    ("md", """\
+print(f"{bench.n_train} training images, {bench.n_test} test images to explain, metrics {bench.metrics}")""",
+    ),
+    (
+        "md",
+        """\
 ## Run the evaluation
 
 `evaluate` fits each explainer, explains the test samples in batches, scores every metric of
 the benchmark, and appends one row per explainer × metric to `OUT/results.csv` (a rerun with
-the same `out_dir` skips finished cells; a failing explainer is recorded, not fatal)."""),
-    ("code", """\
+the same `out_dir` skips finished cells; a failing explainer is recorded, not fatal).""",
+    ),
+    (
+        "code",
+        """\
 results = dattr_eval.evaluate(
     bench, ["dualview", "representer", "feature_similarity", "random"], out_dir=OUT, progress=False
 )
-results[results.kind == "metric"].pivot_table(index="explainer", columns="metric", values="score").round(3)"""),
-    ("md", """\
+results[results.kind == "metric"].pivot_table(index="explainer", columns="metric", values="score").round(3)""",
+    ),
+    (
+        "md",
+        """\
 ## Read the leaderboard
 
 `report` turns the results into a leaderboard (also written as CSV, Markdown and HTML next to
@@ -257,21 +316,30 @@ explain seconds and the peak memory increase. Here:
   and for a randomly re-initialised one (lower is better: a faithful method depends on the model);
 - `top_k_cardinality`: how many distinct training samples appear among all top-k lists
   (an explainer that always names the same few samples scores low);
-- `sparsity` (Hoyer): how concentrated each attribution row is on few training samples."""),
-    ("code", """\
+- `sparsity` (Hoyer): how concentrated each attribution row is on few training samples.""",
+    ),
+    (
+        "code",
+        """\
 board = dattr_eval.report(OUT)
-board.round(3).T  # one column per explainer"""),
-    ("code", """\
+board.round(3).T  # one column per explainer""",
+    ),
+    (
+        "code",
+        """\
 from IPython.display import Image, display
 
 print(sorted(p.name for p in OUT.iterdir()))
-display(Image(filename=str(OUT / "heatmap.png")))"""),
+display(Image(filename=str(OUT / "heatmap.png")))""",
+    ),
     ("code", """display(Image(filename=str(OUT / "runtime_vs_rank.png")))"""),
 ]
 
 
 NB02 = [
-    ("md", """\
+    (
+        "md",
+        """\
 # Score your own attribution method
 
 Any class that subclasses `dattr_eval.explainers.Explainer` and registers itself is scored
@@ -284,9 +352,12 @@ like the built-in methods. It implements two hooks:
 
 The base class validates inputs, defaults `targets` to the model's predictions, moves devices,
 and checks the output against the attribution contract. Here: a deliberately simple method,
-cosine similarity of raw pixels restricted to training samples of the explained class."""),
+cosine similarity of raw pixels restricted to training samples of the explained class.""",
+    ),
     ("code", SETUP),
-    ("code", """\
+    (
+        "code",
+        """\
 import tempfile
 from pathlib import Path
 
@@ -318,15 +389,21 @@ class SameClassPixels(Explainer):
         return (pixels @ self.train_pixels_.T) * same
 
 
-print(explainers.names())"""),
-    ("md", """\
+print(explainers.names())""",
+    ),
+    (
+        "md",
+        """\
 ## Check it, then score it next to built-in methods
 
 `explain` returns the contract's `(n_test, n_train)` float tensor; an unfitted explainer or a
 wrong shape raises a clear error. The evaluation is the quick start's, with the new name in the
-list."""),
+list.""",
+    ),
     ("code", DIGITS_MODEL),
-    ("code", """\
+    (
+        "code",
+        """\
 from dattr_eval.benchmarks import Benchmark
 
 bench = Benchmark.from_datasets(
@@ -335,24 +412,33 @@ bench = Benchmark.from_datasets(
 )
 mine = explainers.create("same_class_pixels").fit(bench.model, bench.train_dataset)
 a = mine.explain(bench.test_inputs[:4])
-print(tuple(a.shape), a.dtype, "top-1 training sample per test input:", a.argmax(1).tolist())"""),
-    ("code", """\
+print(tuple(a.shape), a.dtype, "top-1 training sample per test input:", a.argmax(1).tolist())""",
+    ),
+    (
+        "code",
+        """\
 OUT = Path(tempfile.mkdtemp(prefix="dattr_eval_custom_"))
 results = dattr_eval.evaluate(
     bench, ["same_class_pixels", "feature_similarity", "random"], out_dir=OUT, progress=False
 )
-dattr_eval.report(OUT).round(3)"""),
-    ("md", """\
+dattr_eval.report(OUT).round(3)""",
+    ),
+    (
+        "md",
+        """\
 Restricting to the explained class makes `identical_class` perfect by construction; the other
 metrics show what that costs (e.g. the attributions hardly change when the model is
 randomised, since they barely depend on the model). A metric is only as informative as the
 ground truth behind it: score a method on several benchmarks (`benchmarks.names()`) before
-drawing conclusions."""),
+drawing conclusions.""",
+    ),
 ]
 
 
 NB03 = [
-    ("md", """\
+    (
+        "md",
+        """\
 # DualView's sparsity: the C sweep
 
 DualView fits a Crammer–Singer multiclass SVM on the penultimate features; a training sample's
@@ -361,22 +447,31 @@ support vector gets exactly 0. The regularisation `C` sets how many support vect
 By the KKT conditions, a point whose margin is below 1 has `alpha = C` for its label; a small C
 leaves nearly every point inside the margin (dense), a large C fits the data and leaves few
 points on it (sparse). This notebook measures it on a small digits CNN: support vectors, fit
-time, duality gap, and metrics per C (the C values suit these features, whose norms are ~70)."""),
+time, duality gap, and metrics per C (the C values suit these features, whose norms are ~70).""",
+    ),
     ("code", SETUP),
-    ("code", """\
+    (
+        "code",
+        """\
 import time
 import warnings
 
 import pandas as pd
 
 from dattr_eval import explainers, metrics
-from dattr_eval.benchmarks import Benchmark"""),
+from dattr_eval.benchmarks import Benchmark""",
+    ),
     ("code", DIGITS_MODEL),
-    ("code", """\
+    (
+        "code",
+        """\
 bench = Benchmark.from_datasets("digits-500", model, train_set, test_set, n_test=50)
 truth = bench.truth
-print(f"{bench.n_train} training images, explaining {bench.n_test} test images")"""),
-    ("code", """\
+print(f"{bench.n_train} training images, explaining {bench.n_test} test images")""",
+    ),
+    (
+        "code",
+        """\
 rows = []
 for C in [1e-5, 1e-4, 1e-3, 1e-2]:
     start = time.perf_counter()
@@ -400,8 +495,11 @@ for C in [1e-5, 1e-4, 1e-3, 1e-2]:
         "top_k_cardinality": metrics.create("top_k_cardinality")(a, truth).score,
     })
 sweep = pd.DataFrame(rows).set_index("C")
-sweep.round(4)"""),
-    ("code", """\
+sweep.round(4)""",
+    ),
+    (
+        "code",
+        """\
 from matplotlib.figure import Figure
 
 fig = Figure(figsize=(10, 3), layout="constrained")
@@ -414,15 +512,19 @@ for column in ["identical_class", "sparsity (Hoyer)", "top_k_cardinality"]:
     ax3.semilogx(sweep.index, sweep[column], "o-", label=column)
 ax3.set(xlabel="C", title="metrics")
 ax3.legend(fontsize=7)
-fig"""),
-    ("md", """\
+fig""",
+    ),
+    (
+        "md",
+        """\
 Read the sweep left to right: as C grows fewer training points keep a non-zero dual
 variable, so attribution rows become sparser (Hoyer ↑). Identical class stays high while the
 support vectors still cover every class. The fit time depends on how quickly the dual solver
 reaches the duality-gap tolerance at each C (larger C, slower convergence); the solver is capped
 at 1,000 epochs here, and the `converged` column says where the cap was hit (the duality gap
 then shows how far from the optimum the dual variables are). Where the dense-to-sparse
-transition happens depends on the scale `C · ||phi||²`: measure it on your own features."""),
+transition happens depends on the scale `C · ||phi||²`: measure it on your own features.""",
+    ),
 ]
 
 

@@ -22,8 +22,12 @@ from tests._digits_models import digits_split, single_thread  # noqa: F401
 
 N_TRAIN, N_TEST = 120, 7
 PEER_NAMES = [
-    "captum.tracin", "captum.tracin_fast", "captum.arnoldi",
-    "traker.trak", "kronfluence.ekfac", "dualxda.dualview",
+    "captum.tracin",
+    "captum.tracin_fast",
+    "captum.arnoldi",
+    "traker.trak",
+    "kronfluence.ekfac",
+    "dualxda.dualview",
 ]
 
 
@@ -91,8 +95,11 @@ def test_captum_tracin_fast_matches_last_layer_tracin(setup):
 def test_captum_arnoldi_matches_native_arnoldi(setup):
     pytest.importorskip("captum")
     _, _, a, b = fit_pair(
-        setup, "captum.arnoldi", {"projection_dim": 10, "arnoldi_dim": 40},
-        "influence", {"solver": "arnoldi", "damping": 1e-3, "arnoldi_top_k": 10, "arnoldi_iter": 40},
+        setup,
+        "captum.arnoldi",
+        {"projection_dim": 10, "arnoldi_dim": 40},
+        "influence",
+        {"solver": "arnoldi", "damping": 1e-3, "arnoldi_top_k": 10, "arnoldi_iter": 40},
     )
     assert pearson(a, b) > 0.999  # measured 0.999998; Captum's Hessian is a sum: scale 1/n_train
 
@@ -125,11 +132,16 @@ def test_dualxda_matches_native_dualview(setup):
     pytest.importorskip("dualxda")
     C = 0.1
     p, n, a, b = fit_pair(
-        setup, "dualxda.dualview", {"C": C},
-        "dualview", {"C": C, "fit_intercept": True, "tol": 1e-5, "max_iter": 20000},
+        setup,
+        "dualxda.dualview",
+        {"C": C},
+        "dualview",
+        {"C": C, "fit_intercept": True, "tol": 1e-5, "max_iter": 20000},
     )
     # row sums = the surrogate's logits without the bias: unique even where alpha is not
-    torch.testing.assert_close(a.sum(1), b.sum(1), rtol=1e-3, atol=1e-3 * float(b.sum(1).abs().max()))
+    torch.testing.assert_close(
+        a.sum(1), b.sum(1), rtol=1e-3, atol=1e-3 * float(b.sum(1).abs().max())
+    )
     peer_sv = set((p.dual_coef_.abs() >= 1e-6 * C).any(1).nonzero().flatten().tolist())
     ours_sv = set(n.support_.tolist())
     assert len(peer_sv & ours_sv) / len(peer_sv | ours_sv) >= 0.95

@@ -154,17 +154,35 @@ def test_registry_lists_builtin_families_with_summaries():
 def test_random_scores_at_chance_and_dualview_beats_it_on_digits(tmp_path):
     names = ["digits-class", "digits-mislabel", "digits-shortcut"]
     metrics = ["identical_class", "mislabel_detection", "feature_shortcut"]
-    df = dattr_eval.evaluate(names, ["random", "dualview"], metrics=metrics, out_dir=tmp_path,
-                             cache_dir=tmp_path / "cache", progress=False)
-    ok = df[(df.kind == "metric") & (df.status == "ok")].set_index(["benchmark", "explainer", "metric"]).score
+    df = dattr_eval.evaluate(
+        names,
+        ["random", "dualview"],
+        metrics=metrics,
+        out_dir=tmp_path,
+        cache_dir=tmp_path / "cache",
+        progress=False,
+    )
+    ok = (
+        df[(df.kind == "metric") & (df.status == "ok")]
+        .set_index(["benchmark", "explainer", "metric"])
+        .score
+    )
     cls = benchmarks.load("digits-class", cache_dir=tmp_path / "cache")  # cached: no retraining
     # identical class, random top-1: P(label of a uniform training sample == target), averaged over test
-    p = (cls.truth.train_labels[None, :] == cls.truth.test_targets[:, None]).float().mean(1).mean().item()
+    p = (
+        (cls.truth.train_labels[None, :] == cls.truth.test_targets[:, None])
+        .float()
+        .mean(1)
+        .mean()
+        .item()
+    )
     tol = 4 * (p * (1 - p) / cls.n_test) ** 0.5
     assert ok[("digits-class", "random", "identical_class")] == pytest.approx(p, abs=tol)
     assert ok[("digits-mislabel", "random", "mislabel_detection")] == pytest.approx(0.5, abs=0.06)
     short = benchmarks.load("digits-shortcut", cache_dir=tmp_path / "cache")
     prevalence = len(short.truth.marked_train_indices) / short.n_train  # AUPRC of a random ranking
-    assert ok[("digits-shortcut", "random", "feature_shortcut")] == pytest.approx(prevalence, abs=0.05)
+    assert ok[("digits-shortcut", "random", "feature_shortcut")] == pytest.approx(
+        prevalence, abs=0.05
+    )
     for bench, metric in zip(names, metrics):
         assert ok[(bench, "dualview", metric)] > ok[(bench, "random", metric)] + 0.02

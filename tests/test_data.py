@@ -95,12 +95,16 @@ def test_mnist_dir(tmp_path, loader):
     parts = make_mnist_dir(tmp_path)
     split = loader(tmp_path)
     assert split.train.inputs.shape == (6, 1, 28, 28) and len(split.test) == 4
-    assert torch.allclose(split.test.inputs[:, 0], torch.tensor(parts["t10k"][0] / 255.0, dtype=torch.float32))
+    assert torch.allclose(
+        split.test.inputs[:, 0], torch.tensor(parts["t10k"][0] / 255.0, dtype=torch.float32)
+    )
     assert split.train.targets.tolist() == parts["train"][1].tolist()
 
 
 def test_missing_idx_file_names_file_and_remedy(tmp_path):
-    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte.*apt-get install dataset-fashion-mnist"):
+    with pytest.raises(
+        FileNotFoundError, match="train-images-idx3-ubyte.*apt-get install dataset-fashion-mnist"
+    ):
         data.load_fashion_mnist(tmp_path)
     with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte.*root="):
         data.load_mnist(tmp_path)
@@ -109,8 +113,11 @@ def test_missing_idx_file_names_file_and_remedy(tmp_path):
 # ------------------------------------------------------------------ CIFAR
 def write_cifar(root, name, n, seed):
     rng = np.random.default_rng(seed)
-    batch = {b"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
-             b"labels": rng.integers(0, 10, size=n).tolist(), b"batch_label": b"x"}
+    batch = {
+        b"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
+        b"labels": rng.integers(0, 10, size=n).tolist(),
+        b"batch_label": b"x",
+    }
     with open(root / name, "wb") as f:
         pickle.dump(batch, f, protocol=2)
     return batch

@@ -29,7 +29,9 @@ def setup():
 
 def test_rows_sum_to_sklearn_surrogate_logit(setup):
     _, train, x_test, penultimate, xpl = setup
-    ref = LinearSVC(multi_class="crammer_singer", C=C, tol=1e-8, fit_intercept=False, max_iter=100000)
+    ref = LinearSVC(
+        multi_class="crammer_singer", C=C, tol=1e-8, fit_intercept=False, max_iter=100000
+    )
     ref.fit(penultimate(train.tensors[0]).numpy(), train.tensors[1].numpy())
     targets = torch.arange(N_TEST) % 10
     a = xpl.explain(x_test, targets)
@@ -60,7 +62,13 @@ def test_closed_form_sparsity_and_self_influence(setup):
 def test_normalize_and_intercept_rows_sum_to_logit_minus_bias(setup):
     model, train, x_test, _, _ = setup
     xpl = explainers.create(
-        "dualview", C=C, normalize=True, fit_intercept=True, tol=1e-5, max_iter=20000, method="block"
+        "dualview",
+        C=C,
+        normalize=True,
+        fit_intercept=True,
+        tol=1e-5,
+        max_iter=20000,
+        method="block",
     ).fit(model, train)
     assert xpl.svm_.method_ == "block"  # the CUDA default, here on the CPU
     train_phi = xpl.features(train.tensors[0])
@@ -69,7 +77,9 @@ def test_normalize_and_intercept_rows_sum_to_logit_minus_bias(setup):
     torch.testing.assert_close(train_phi[:, live].std(0, correction=0), torch.ones(int(live.sum())))
     targets = torch.arange(N_TEST) % 10
     logits = (xpl.features(x_test).double() @ xpl.coef_.T).gather(1, targets[:, None]).squeeze(1)
-    torch.testing.assert_close(xpl.explain(x_test, targets).double().sum(1), logits, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        xpl.explain(x_test, targets).double().sum(1), logits, rtol=1e-4, atol=1e-5
+    )
     torch.testing.assert_close(xpl.intercept_, xpl.dual_coef_.sum(0))
 
 

@@ -136,7 +136,9 @@ def _bench(name="toy", n_train=N_TRAIN, metrics=(Top1Class(),), seed=0, **kwargs
     model = nn.Sequential(nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 10))
     train = TensorDataset(x[:n_train], y[:n_train])
     test = TensorDataset(x[1000:1200], y[1000:1200])
-    return Benchmark.from_datasets(name, model, train, test, metrics=metrics, n_test=N_TEST, seed=seed, **kwargs)
+    return Benchmark.from_datasets(
+        name, model, train, test, metrics=metrics, n_test=N_TEST, seed=seed, **kwargs
+    )
 
 
 def _metric_rows(df):
@@ -146,21 +148,36 @@ def _metric_rows(df):
 def test_scores_match_direct_computation_and_rows_are_complete(tmp_path):
     bench = _bench(metrics=(Top1Class(), BatchShapes()))
     BatchShapes.seen = []
-    df = evaluate([bench], {"random": RandomExplainer(seed=3), "dot": OutputDot()}, out_dir=tmp_path,
-                  batch_size=10, progress=False)
+    df = evaluate(
+        [bench],
+        {"random": RandomExplainer(seed=3), "dot": OutputDot()},
+        out_dir=tmp_path,
+        batch_size=10,
+        progress=False,
+    )
     rows = _metric_rows(df)
     assert len(rows) == 4 and (rows.status == "ok").all()
     for label, expl in {"random": RandomExplainer(seed=3), "dot": OutputDot()}.items():
-        a = expl.fit(bench.model, bench.train_dataset).explain(bench.test_inputs, bench.truth.test_targets)
-        expected = (bench.truth.train_labels[a.argmax(1)] == bench.truth.test_targets).float().mean()
+        a = expl.fit(bench.model, bench.train_dataset).explain(
+            bench.test_inputs, bench.truth.test_targets
+        )
+        expected = (
+            (bench.truth.train_labels[a.argmax(1)] == bench.truth.test_targets).float().mean()
+        )
         assert rows.loc[("toy", label, "top1_class"), "score"] == pytest.approx(float(expected))
     # streamed: batches of at most 10 rows, each with all n_train columns, covering every test sample
     shapes = BatchShapes.seen[: len(BatchShapes.seen) // 2]
     assert [s[0] for s in shapes] == [10, 10, 10, 7] and {s[1] for s in shapes} == {N_TRAIN}
     profile = df[df.kind == "profile"].set_index("explainer")
     assert (profile.fit_s >= 0).all() and (profile.explain_s > 0).all()
-    assert profile.loc["dot", "explain_s_per_sample"] == pytest.approx(profile.loc["dot", "explain_s"] / N_TEST)
-    assert (profile.peak_rss_mb > 0).all() and (profile.n_train == N_TRAIN).all() and (profile.n_test == N_TEST).all()
+    assert profile.loc["dot", "explain_s_per_sample"] == pytest.approx(
+        profile.loc["dot", "explain_s"] / N_TEST
+    )
+    assert (
+        (profile.peak_rss_mb > 0).all()
+        and (profile.n_train == N_TRAIN).all()
+        and (profile.n_test == N_TEST).all()
+    )
     assert read_results(tmp_path).equals(df)
 
 
@@ -170,7 +187,9 @@ def test_interrupted_run_resumes_without_recomputing_finished_cells(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         evaluate(benches, {"counting": CountingRandom()}, out_dir=tmp_path, progress=False)
     assert CountingRandom.fits == [100, 90]
-    assert set(read_results(tmp_path).benchmark) == {"first"}  # the first cell was written before the interrupt
+    assert set(read_results(tmp_path).benchmark) == {
+        "first"
+    }  # the first cell was written before the interrupt
 
     CountingRandom.fits, CountingRandom.interrupt_on = [], None
     df = evaluate(benches, {"counting": CountingRandom()}, out_dir=tmp_path, progress=False)
@@ -188,7 +207,12 @@ def test_interrupted_run_resumes_without_recomputing_finished_cells(tmp_path):
 def test_failing_explainer_and_metric_are_recorded_and_the_grid_goes_on(tmp_path):
     bench = _bench(metrics=(Top1Class(), Broken()))
     with pytest.warns(UserWarning) as record:
-        df = evaluate([bench], {"bad": FailingFit(), "good": RandomExplainer()}, out_dir=tmp_path, progress=False)
+        df = evaluate(
+            [bench],
+            {"bad": FailingFit(), "good": RandomExplainer()},
+            out_dir=tmp_path,
+            progress=False,
+        )
     messages = " ".join(str(w.message) for w in record)
     assert "cannot fit this" in messages and "metric bug" in messages
     rows = _metric_rows(df)
@@ -201,7 +225,12 @@ def test_failing_explainer_and_metric_are_recorded_and_the_grid_goes_on(tmp_path
     assert profile.loc["bad", "status"] == "error" and profile.loc["good", "status"] == "ok"
 
     # a rerun retries the failed cell (now fixed) and keeps the good one
-    evaluate([bench], {"bad": RandomExplainer(), "good": RandomExplainer()}, out_dir=tmp_path, progress=False)
+    evaluate(
+        [bench],
+        {"bad": RandomExplainer(), "good": RandomExplainer()},
+        out_dir=tmp_path,
+        progress=False,
+    )
     rows = _metric_rows(read_results(tmp_path))
     assert rows.loc[("toy", "bad", "top1_class"), "status"] == "ok"
 
@@ -218,7 +247,9 @@ def test_self_influence_and_randomized_attributions_are_provided(tmp_path):
     x, t = bench.test_inputs, bench.truth.test_targets
     gap = (fitted.explain(x, t) - randomized.explain(x, t)).abs().mean(1).mean()
     assert float(gap) > 0
-    assert rows.loc[("toy", "dot", "randomized_gap"), "score"] == pytest.approx(float(gap), rel=1e-5)
+    assert rows.loc[("toy", "dot", "randomized_gap"), "score"] == pytest.approx(
+        float(gap), rel=1e-5
+    )
     profile = df[df.kind == "profile"].iloc[0]
     assert profile.self_influence_s > 0 and profile.randomized_s > 0
 
@@ -240,7 +271,9 @@ def test_metric_without_its_ground_truth_is_skipped_once(tmp_path):
     assert rows.loc[("toy", "r", "needs_fine"), "status"] == "skipped"
     assert "train_fine_labels" in rows.loc[("toy", "r", "needs_fine"), "error"]
     CountingRandom.fits = []
-    evaluate([bench], {"r": RandomExplainer()}, out_dir=tmp_path, progress=False)  # finished: no warning needed
+    evaluate(
+        [bench], {"r": RandomExplainer()}, out_dir=tmp_path, progress=False
+    )  # finished: no warning needed
     assert len(read_results(tmp_path, latest=False)) == len(df)
 
 
@@ -264,8 +297,12 @@ def test_lds_ground_truth_is_computed_once_and_cached(tmp_path):
             assert truth.subset_masks.shape == (m, N_TRAIN) and b == attributions.shape[0]
             return torch.full((b,), float(m))
 
-    bench = _bench(metrics=(LdsShapes(),), retrain=retrain, lds_subsets=4, cache_dir=tmp_path / "cache")
-    df = evaluate([bench], {"r": RandomExplainer()}, out_dir=tmp_path / "a", progress=False, batch_size=16)
+    bench = _bench(
+        metrics=(LdsShapes(),), retrain=retrain, lds_subsets=4, cache_dir=tmp_path / "cache"
+    )
+    df = evaluate(
+        [bench], {"r": RandomExplainer()}, out_dir=tmp_path / "a", progress=False, batch_size=16
+    )
     assert _metric_rows(df).score.tolist() == [4.0]
     assert len(calls) == 4 and all(len(c) == N_TRAIN // 2 for c in calls)
     masks = lds_subsets(N_TRAIN, 4, 0.5, bench.seed)
@@ -277,7 +314,10 @@ def test_lds_ground_truth_is_computed_once_and_cached(tmp_path):
 def test_explainers_all_and_bad_arguments():
     ev = Evaluator([_bench()], "all", out_dir="unused", progress=False)
     assert "random" in ev.explainers
-    assert not any(type(e).__module__.startswith("dattr_eval.explainers.adapters") for e in ev.explainers.values())
+    assert not any(
+        type(e).__module__.startswith("dattr_eval.explainers.adapters")
+        for e in ev.explainers.values()
+    )
     with pytest.raises(KeyError, match="unknown explainer"):
         Evaluator([_bench()], ["no-such-explainer"], progress=False)
     with pytest.raises(ValueError, match="batch_size"):
@@ -327,13 +367,25 @@ def test_training_checkpoints_are_handed_to_explainers_that_take_them(tmp_path):
     from collections import namedtuple
 
     Ckpt = namedtuple("Ckpt", "path epoch lr")
-    bench = _bench(checkpoints=[Ckpt(tmp_path / "e1.pt", 1, 0.1), Ckpt(tmp_path / "e2.pt", 2, 0.01)])
+    bench = _bench(
+        checkpoints=[Ckpt(tmp_path / "e1.pt", 1, 0.1), Ckpt(tmp_path / "e2.pt", 2, 0.01)]
+    )
     CheckpointProbe.seen = []
-    df = evaluate([bench], {"auto": CheckpointProbe(), "own": CheckpointProbe(checkpoints=["mine.pt"])},
-                  out_dir=tmp_path, progress=False)
-    assert CheckpointProbe.seen == [([str(tmp_path / "e1.pt"), str(tmp_path / "e2.pt")], [0.1, 0.01]), (["mine.pt"], 1.0)]
+    df = evaluate(
+        [bench],
+        {"auto": CheckpointProbe(), "own": CheckpointProbe(checkpoints=["mine.pt"])},
+        out_dir=tmp_path,
+        progress=False,
+    )
+    assert CheckpointProbe.seen == [
+        ([str(tmp_path / "e1.pt"), str(tmp_path / "e2.pt")], [0.1, 0.01]),
+        (["mine.pt"], 1.0),
+    ]
     # the recorded hyperparameters are the user's, not the attached paths
-    assert df[df.explainer == "auto"].explainer_params.iloc[0] == '{"checkpoints": null, "learning_rates": 1.0, "seed": 0}'
+    assert (
+        df[df.explainer == "auto"].explainer_params.iloc[0]
+        == '{"checkpoints": null, "learning_rates": 1.0, "seed": 0}'
+    )
 
 
 def test_retrain_fn_scores_the_whole_test_set_and_is_cached(tmp_path):
@@ -361,12 +413,16 @@ def test_retrain_fn_scores_the_whole_test_set_and_is_cached(tmp_path):
             return out[truth.test_positions]
 
     bench = _bench(metrics=(RetrainProbe(),), retrain=retrain, cache_dir=tmp_path / "cache")
-    df = evaluate([bench], {"r": RandomExplainer()}, out_dir=tmp_path, batch_size=16, progress=False)
+    df = evaluate(
+        [bench], {"r": RandomExplainer()}, out_dir=tmp_path, batch_size=16, progress=False
+    )
     assert trained == [30]  # one retraining for all calls and batches
     out, _ = RetrainProbe.outputs[0]
     torch.manual_seed(int(torch.arange(30).sum()))
     model = nn.Sequential(nn.Linear(64, 10))
-    expected = torch.log_softmax(model(bench.test_inputs), 1).gather(1, bench.truth.test_targets[:, None])[:, 0]
+    expected = torch.log_softmax(model(bench.test_inputs), 1).gather(
+        1, bench.truth.test_targets[:, None]
+    )[:, 0]
     assert out.shape == (N_TEST,) and torch.allclose(out, expected.detach(), atol=1e-6)
     assert torch.cat([p for _, p in RetrainProbe.outputs]).tolist() == list(range(N_TEST))
     assert _metric_rows(df).score.iloc[0] == pytest.approx(float(expected.mean()), rel=1e-5)

@@ -60,4 +60,6 @@ def test_bad_inputs_and_targets(fitted):
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         explainers.create("random").fit("model", explainer.train_dataset_)
     with pytest.raises(ValueError, match="train_dataset is empty"):
-        explainers.create("random").fit(nn.Linear(4, 3), TensorDataset(torch.zeros(0, 4), torch.zeros(0)))
+        explainers.create("random").fit(
+            nn.Linear(4, 3), TensorDataset(torch.zeros(0, 4), torch.zeros(0))
+        )

@@ -243,7 +243,8 @@ def test_cg_and_arnoldi_match_numpy_linear_algebra(operator):
 def test_unknown_solver_names_the_choices(logreg):
     model, train, *_ = logreg
     with pytest.raises(
-        ValueError, match=r"solver must be one of \['exact', 'cg', 'lissa', 'arnoldi', 'kfac', 'ekfac'\]"
+        ValueError,
+        match=r"solver must be one of \['exact', 'cg', 'lissa', 'arnoldi', 'kfac', 'ekfac'\]",
     ):
         explainers.create("influence", solver="newton").fit(model, train)
 

@@ -20,14 +20,22 @@ def test_perfect_and_inverted_top1():
     # n_test=2 != n_train=5; the largest entry sits on a same-class (resp. other-class) sample.
     a = torch.tensor([[0.5, 0.9, 0.1, 0.2, 0.0], [0.5, 0.1, 0.2, 0.3, 0.9]])
     targets = torch.tensor([0, 2])
-    assert metrics.create("identical_class")(a, train_labels=TRAIN_LABELS, test_targets=targets).score == 1.0
-    assert metrics.create("identical_class")(-a, train_labels=TRAIN_LABELS, test_targets=targets).score == 0.0
+    assert (
+        metrics.create("identical_class")(a, train_labels=TRAIN_LABELS, test_targets=targets).score
+        == 1.0
+    )
+    assert (
+        metrics.create("identical_class")(-a, train_labels=TRAIN_LABELS, test_targets=targets).score
+        == 0.0
+    )
 
 
 def test_top2_by_hand():
     # row 0: top-2 = {1 (label 0), 2 (label 1)}, target 0 -> 1/2; row 1: {4, 0} labels {2, 0}, target 2 -> 1/2
     a = torch.tensor([[0.1, 0.9, 0.8, 0.0, 0.2], [0.5, 0.1, 0.2, 0.3, 0.9]])
-    result = metrics.create("identical_class", top_k=2)(a, train_labels=TRAIN_LABELS, test_targets=torch.tensor([0, 2]))
+    result = metrics.create("identical_class", top_k=2)(
+        a, train_labels=TRAIN_LABELS, test_targets=torch.tensor([0, 2])
+    )
     assert result.per_sample.tolist() == [0.5, 0.5]
     assert result.score == 0.5 and result.settings == {"top_k": 2} and result.higher_is_better
 
@@ -37,7 +45,9 @@ def test_ties_go_to_lower_index():
     a = torch.zeros(2, 5)
     truth = {"train_labels": TRAIN_LABELS, "test_targets": torch.tensor([0, 1])}
     assert metrics.create("identical_class")(a, **truth).per_sample.tolist() == [1.0, 0.0]
-    assert metrics.create("identical_class", top_k=3)(a, **truth).per_sample.tolist() == pytest.approx([2 / 3, 1 / 3])
+    assert metrics.create("identical_class", top_k=3)(
+        a, **truth
+    ).per_sample.tolist() == pytest.approx([2 / 3, 1 / 3])
 
 
 def test_topk_input_equals_dense():
@@ -57,7 +67,9 @@ def test_random_attributions_score_one_over_n_classes(seed):
     g = torch.Generator().manual_seed(seed)
     labels = torch.arange(100) % 10
     a = torch.rand(200, 100, generator=g)
-    score = metrics.create("identical_class", top_k=5)(a, train_labels=labels, test_targets=torch.randint(0, 10, (200,), generator=g)).score
+    score = metrics.create("identical_class", top_k=5)(
+        a, train_labels=labels, test_targets=torch.randint(0, 10, (200,), generator=g)
+    ).score
     assert abs(score - 0.1) < 0.04
 
 
@@ -68,7 +80,9 @@ def test_subclass_uses_fine_labels():
     result = metrics.create("identical_subclass")(a, **truth)
     assert result.per_sample.tolist() == [1.0, 0.0]
     with pytest.raises(MissingGroundTruthError, match="test_fine_labels"):
-        metrics.create("identical_subclass")(a, train_fine_labels=fine_train, test_labels=torch.tensor([1, 2]))
+        metrics.create("identical_subclass")(
+            a, train_fine_labels=fine_train, test_labels=torch.tensor([1, 2])
+        )
 
 
 def test_bad_input():
@@ -83,8 +97,15 @@ def test_bad_input():
     with pytest.raises(AttributionContractError, match="NaN"):
         m(bad, train_labels=TRAIN_LABELS, test_targets=torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="test_targets"):
-        m(a, train_labels=TRAIN_LABELS, test_targets=torch.tensor([0, 1, 2]), test_labels=torch.tensor([0, 1]))
+        m(
+            a,
+            train_labels=TRAIN_LABELS,
+            test_targets=torch.tensor([0, 1, 2]),
+            test_labels=torch.tensor([0, 1]),
+        )
     with pytest.raises(ValueError, match="top_k"):
         metrics.create("identical_class", top_k=0)
     with pytest.raises(ValueError, match="exceeds"):
-        metrics.create("identical_class", top_k=3)(topk(a, 2), train_labels=TRAIN_LABELS, test_targets=torch.tensor([0, 1]))
+        metrics.create("identical_class", top_k=3)(
+            topk(a, 2), train_labels=TRAIN_LABELS, test_targets=torch.tensor([0, 1])
+        )

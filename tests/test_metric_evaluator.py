@@ -35,22 +35,45 @@ def results(tmp_path_factory):
         return model.eval()
 
     bench = Benchmark.from_datasets(
-        "digits-metrics", retrain(torch.arange(200)), TensorDataset(x_train, y_train), TensorDataset(x[200:260], y[200:260]),
-        n_test=20, retrain=retrain, lds_subsets=8,
-        truth={"mislabeled_indices": torch.arange(0, 200, 10), "marked_train_indices": (y_train == 2).nonzero()[:10, 0],
-               "shortcut_class": 2, "train_fine_labels": y_train},
+        "digits-metrics",
+        retrain(torch.arange(200)),
+        TensorDataset(x_train, y_train),
+        TensorDataset(x[200:260], y[200:260]),
+        n_test=20,
+        retrain=retrain,
+        lds_subsets=8,
+        truth={
+            "mislabeled_indices": torch.arange(0, 200, 10),
+            "marked_train_indices": (y_train == 2).nonzero()[:10, 0],
+            "shortcut_class": 2,
+            "train_fine_labels": y_train,
+        },
         test_truth={"test_fine_labels": y[200:260]},
     )
     chosen = {
-        "class1": "identical_class", "class5": M.create("identical_class", top_k=5), "sub": "identical_subclass",
-        "mis": "mislabel_detection", "mis_global": M.create("mislabel_detection", ranking="global"),
-        "shortcut": "feature_shortcut", "domain": "domain_mismatch", "rand": "model_randomization",
-        "card": "top_k_cardinality", "sparsity": "sparsity", "lds": "fidelity",
-        "loo": M.create("fidelity", mode="leave_k_out", top_k=5), "coreset": M.create("coreset", n_steps=3),
+        "class1": "identical_class",
+        "class5": M.create("identical_class", top_k=5),
+        "sub": "identical_subclass",
+        "mis": "mislabel_detection",
+        "mis_global": M.create("mislabel_detection", ranking="global"),
+        "shortcut": "feature_shortcut",
+        "domain": "domain_mismatch",
+        "rand": "model_randomization",
+        "card": "top_k_cardinality",
+        "sparsity": "sparsity",
+        "lds": "fidelity",
+        "loo": M.create("fidelity", mode="leave_k_out", top_k=5),
+        "coreset": M.create("coreset", n_steps=3),
         "pruning": M.create("pruning", n_steps=3),
     }
-    df = evaluate([bench], ["grad_dot", "random"], chosen, out_dir=tmp_path_factory.mktemp("out"), batch_size=8,
-                  progress=False)
+    df = evaluate(
+        [bench],
+        ["grad_dot", "random"],
+        chosen,
+        out_dir=tmp_path_factory.mktemp("out"),
+        batch_size=8,
+        progress=False,
+    )
     return df[df.kind == "metric"].set_index(["explainer", "metric"])
 
 

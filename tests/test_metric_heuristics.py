@@ -27,7 +27,9 @@ def test_randomization_with_ties_by_hand():
     a = torch.tensor([[0.0, 1.0, 1.0, 2.0]])
     r = torch.tensor([[0.0, 1.0, 2.0, 3.0]])
     s = metrics.create("model_randomization")(a, randomized_attributions=r).score
-    assert s == pytest.approx(4.5 / math.sqrt(4.5 * 5)) and s == pytest.approx(spearmanr(a[0], r[0]).statistic)
+    assert s == pytest.approx(4.5 / math.sqrt(4.5 * 5)) and s == pytest.approx(
+        spearmanr(a[0], r[0]).statistic
+    )
 
 
 def test_randomization_random_band_and_constant_row():
@@ -68,7 +70,9 @@ def test_cardinality_random_band():
 
 # ---------------------------------------------------------------- sparsity
 def test_sparsity_by_hand():
-    a = torch.tensor([[0.0, 0.0, 5.0, 0.0], [1.0, -1.0, 1.0, 1.0], [3.0, 4.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    a = torch.tensor(
+        [[0.0, 0.0, 5.0, 0.0], [1.0, -1.0, 1.0, 1.0], [3.0, 4.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
+    )
     r = metrics.create("sparsity", eps=0.5)(a)
     # Hoyer: one-hot 1; equal magnitudes 0; [3,4,0,0]: (2 - 7/5) / (2 - 1) = 0.6; zero row counted 1
     assert r.per_sample.tolist() == pytest.approx([1.0, 0.0, 0.6, 1.0])

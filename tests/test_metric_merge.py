@@ -54,7 +54,11 @@ def run(metric, parts):
 def test_merge_equals_single_run(name, kwargs):
     first, second = slice(0, 4), slice(4, N_TEST)
     single = run(metrics.create(name, **kwargs), [first, second]).compute()
-    merged = run(metrics.create(name, **kwargs), [first]).merge(run(metrics.create(name, **kwargs), [second])).compute()
+    merged = (
+        run(metrics.create(name, **kwargs), [first])
+        .merge(run(metrics.create(name, **kwargs), [second]))
+        .compute()
+    )
     assert merged.score == pytest.approx(single.score, nan_ok=True)
     if single.per_sample is not None:
         torch.testing.assert_close(merged.per_sample, single.per_sample, equal_nan=True)

@@ -11,8 +11,9 @@ FLIPPED = torch.tensor([3, 4])  # N = 5, n_c = 2
 
 
 def score(si, flipped=FLIPPED):
-    return metrics.create("mislabel_detection")(None, self_influence=torch.as_tensor(si, dtype=torch.float32),
-                                                mislabeled_indices=flipped)
+    return metrics.create("mislabel_detection")(
+        None, self_influence=torch.as_tensor(si, dtype=torch.float32), mislabeled_indices=flipped
+    )
 
 
 def test_perfect_ranking():

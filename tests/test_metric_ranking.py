@@ -18,7 +18,9 @@ from dattr_eval.metrics._ranking import (
 @pytest.fixture
 def tied():
     g = torch.Generator().manual_seed(0)
-    return torch.randint(0, 4, (7, 23), generator=g).double(), torch.randn(7, 23, generator=g).double()
+    return torch.randint(0, 4, (7, 23), generator=g).double(), torch.randn(
+        7, 23, generator=g
+    ).double()
 
 
 def test_average_ranks_match_scipy_with_ties(tied):

@@ -30,14 +30,18 @@ def test_lds_perfect_inverted_and_by_hand():
     g = torch.Generator().manual_seed(0)
     w = torch.randn(3, 12, generator=g)
     masks = lds_subsets(12, 6, 0.5, seed=0)
-    outputs = (masks.float() @ w.T)  # (m, b): the exact linear datamodel
+    outputs = masks.float() @ w.T  # (m, b): the exact linear datamodel
     m = metrics.create("fidelity")
     assert m.requires == ("subset_masks", "subset_outputs") and m.higher_is_better
     assert m(w, subset_masks=masks, subset_outputs=outputs).score == pytest.approx(1.0)
     assert m(-w, subset_masks=masks, subset_outputs=outputs).score == pytest.approx(-1.0)
     noisy = outputs + torch.randn(outputs.shape, generator=g)
-    expected = [spearmanr((masks.float() @ w[t]).numpy(), noisy[:, t].numpy()).statistic for t in range(3)]
-    assert m(w, subset_masks=masks, subset_outputs=noisy).per_sample.tolist() == pytest.approx(expected)
+    expected = [
+        spearmanr((masks.float() @ w[t]).numpy(), noisy[:, t].numpy()).statistic for t in range(3)
+    ]
+    assert m(w, subset_masks=masks, subset_outputs=noisy).per_sample.tolist() == pytest.approx(
+        expected
+    )
     assert metrics.get("lds") is metrics.get("fidelity")
 
 
@@ -45,7 +49,9 @@ def test_lds_random_band():
     g = torch.Generator().manual_seed(1)
     masks = lds_subsets(50, 100, 0.5, seed=1)
     outputs = masks.float() @ torch.randn(50, 40, generator=g)
-    s = metrics.create("fidelity")(torch.randn(40, 50, generator=g), subset_masks=masks, subset_outputs=outputs).score
+    s = metrics.create("fidelity")(
+        torch.randn(40, 50, generator=g), subset_masks=masks, subset_outputs=outputs
+    ).score
     assert abs(s) < 0.1  # mean of 40 correlations with sd ~ 0.1 each
 
 
@@ -55,13 +61,20 @@ def test_lds_bad_input():
     with pytest.raises(MissingGroundTruthError, match="subset_outputs"):
         metrics.create("fidelity")(a, subset_masks=masks, test_targets=torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="subset_outputs"):
-        metrics.create("fidelity")(a, subset_masks=masks, subset_outputs=torch.rand(4, 3), test_targets=torch.tensor([0, 1]))
+        metrics.create("fidelity")(
+            a,
+            subset_masks=masks,
+            subset_outputs=torch.rand(4, 3),
+            test_targets=torch.tensor([0, 1]),
+        )
     with pytest.raises(ValueError, match="subset_masks"):
         metrics.create("fidelity")(a, subset_masks=masks[:, :4], subset_outputs=torch.rand(4, 2))
     with pytest.raises(ValueError, match="at least 3"):
         metrics.create("fidelity")(a, subset_masks=masks[:2], subset_outputs=torch.rand(2, 2))
     with pytest.raises(ValueError, match="NaN"):
-        metrics.create("fidelity")(a, subset_masks=masks, subset_outputs=torch.full((4, 2), float("nan")))
+        metrics.create("fidelity")(
+            a, subset_masks=masks, subset_outputs=torch.full((4, 2), float("nan"))
+        )
 
 
 # ---------------------------------------------------------------- leave-top-k-out
@@ -74,12 +87,19 @@ def test_leave_k_out_by_hand():
     random_removed = int(torch.randperm(5, generator=torch.Generator().manual_seed(0))[0])
     # removing the top sample drops output by w[t, top] = 3 and 2; random removal drops w[t, r]
     assert r.extras["drop_top"] == pytest.approx(2.5)
-    assert r.per_sample.tolist() == pytest.approx([3.0 - float(w[0, random_removed]), 2.0 - float(w[1, random_removed])])
-    assert len(calls) == 4 and all(c == sorted(c) for c in calls)  # full, random, one per test point
-    inverted = metrics.create("fidelity", mode="leave_k_out", top_k=1)(-w, retrain_fn=additive_retrain_fn(w))
+    assert r.per_sample.tolist() == pytest.approx(
+        [3.0 - float(w[0, random_removed]), 2.0 - float(w[1, random_removed])]
+    )
+    assert len(calls) == 4 and all(
+        c == sorted(c) for c in calls
+    )  # full, random, one per test point
+    inverted = metrics.create("fidelity", mode="leave_k_out", top_k=1)(
+        -w, retrain_fn=additive_retrain_fn(w)
+    )
     assert inverted.score < r.score
     streamed = metrics.create("fidelity", mode="leave_k_out", top_k=1)(
-        topk(w, 2), retrain_fn=additive_retrain_fn(w), train_labels=torch.zeros(5, dtype=torch.long))
+        topk(w, 2), retrain_fn=additive_retrain_fn(w), train_labels=torch.zeros(5, dtype=torch.long)
+    )
     assert torch.equal(streamed.per_sample, r.per_sample)
 
 
@@ -98,9 +118,13 @@ def test_leave_k_out_bad_input():
     with pytest.raises(MissingGroundTruthError, match="retrain_fn"):
         metrics.create("fidelity", mode="leave_k_out")(w)
     with pytest.raises(ValueError, match="top_k"):
-        metrics.create("fidelity", mode="leave_k_out", top_k=4)(w, retrain_fn=additive_retrain_fn(w))
+        metrics.create("fidelity", mode="leave_k_out", top_k=4)(
+            w, retrain_fn=additive_retrain_fn(w)
+        )
     with pytest.raises(TypeError, match="retrain_fn must return"):
-        metrics.create("fidelity", mode="leave_k_out", top_k=1)(w, retrain_fn=lambda idx: nn.Linear(2, 2))
+        metrics.create("fidelity", mode="leave_k_out", top_k=1)(
+            w, retrain_fn=lambda idx: nn.Linear(2, 2)
+        )
     with pytest.raises(ValueError, match="mode"):
         metrics.create("fidelity", mode="loo")
 
@@ -131,15 +155,21 @@ def test_coreset_and_pruning_by_hand():
     bad[:, :7] = 1.0  # useful samples ranked last
     assert coreset(bad, retrain_fn=fn).score == pytest.approx(0.8)
     assert pruning(bad, retrain_fn=fn).score == pytest.approx(0.1)
-    assert metrics.get("coreset") is metrics.get("coreset_selection") and metrics.get("pruning") is metrics.get("data_pruning")
+    assert metrics.get("coreset") is metrics.get("coreset_selection") and metrics.get(
+        "pruning"
+    ) is metrics.get("data_pruning")
 
 
 def test_coreset_signed_aggregate_and_ties():
     fn = useful_retrain_fn([0], n_test=1)
     a = torch.tensor([[-5.0, 1.0, 0.0, 0.0]])
     # abs: sample 0 first -> losses [0, 0, 0, 0]; signed: order 1, 2, 3, 0 (ties 2, 3 by index) -> [1, 1, 1, 0]
-    assert metrics.create("coreset_selection", n_steps=4)(a, retrain_fn=fn).score == pytest.approx(0.0)
-    assert metrics.create("coreset_selection", n_steps=4, aggregate="signed")(a, retrain_fn=fn).score == pytest.approx(0.75)
+    assert metrics.create("coreset_selection", n_steps=4)(a, retrain_fn=fn).score == pytest.approx(
+        0.0
+    )
+    assert metrics.create("coreset_selection", n_steps=4, aggregate="signed")(
+        a, retrain_fn=fn
+    ).score == pytest.approx(0.75)
 
 
 # ---------------------------------------------------------------- real retraining on digits
@@ -150,7 +180,9 @@ def test_digits_retraining_metrics_run_in_seconds():
     def fit(indices: torch.Tensor) -> nn.Module:
         torch.manual_seed(0)
         model = nn.Linear(64, 10)
-        return fit_full_batch(model, torch.utils.data.TensorDataset(x_train[indices], y_train[indices]), 1e-2, steps=1)
+        return fit_full_batch(
+            model, torch.utils.data.TensorDataset(x_train[indices], y_train[indices]), 1e-2, steps=1
+        )
 
     full = fit(torch.arange(120))
     with torch.no_grad():

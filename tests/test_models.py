@@ -20,7 +20,12 @@ from dattr_eval.models import training as training_module
 
 @pytest.mark.parametrize(
     ("arch", "shape"),
-    [("digits_mlp", (1, 8, 8)), ("digits_cnn", (1, 8, 8)), ("basic_conv", (1, 28, 28)), ("resnet18", (3, 32, 32))],
+    [
+        ("digits_mlp", (1, 8, 8)),
+        ("digits_cnn", (1, 8, 8)),
+        ("basic_conv", (1, 28, 28)),
+        ("resnet18", (3, 32, 32)),
+    ],
 )
 def test_architectures_end_in_classifier(arch, shape):
     model = build_model(arch, n_classes=7, in_channels=shape[0])
@@ -45,7 +50,9 @@ def tiny():
     return ArrayDataset(x, y)
 
 
-RECIPE = TrainRecipe(arch="digits_mlp", n_classes=3, epochs=4, lr=0.1, batch_size=16, n_checkpoints=2)
+RECIPE = TrainRecipe(
+    arch="digits_mlp", n_classes=3, epochs=4, lr=0.1, batch_size=16, n_checkpoints=2
+)
 
 
 def test_training_is_deterministic_and_learns(tiny, tmp_path):
@@ -82,10 +89,15 @@ def test_cache_hit_avoids_retraining(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr("dattr_eval.models.cache.train_model", fail)
     second = cache.get_or_train(RECIPE, tiny, tag="t")
     assert torch.equal(second.model.classifier.weight, first.model.classifier.weight)
-    assert [(c.path, c.epoch, c.lr) for c in second.checkpoints] == [(c.path, c.epoch, c.lr) for c in first.checkpoints]
+    assert [(c.path, c.epoch, c.lr) for c in second.checkpoints] == [
+        (c.path, c.epoch, c.lr) for c in first.checkpoints
+    ]
     # a different tag, recipe or training data is a miss
-    for key in (cache.key(RECIPE, tiny, "u"), cache.key(TrainRecipe(**{**RECIPE.__dict__, "lr": 0.2}), tiny, "t"),
-                cache.key(RECIPE, ArrayDataset(tiny.inputs, (tiny.targets + 1) % 3), "t")):
+    for key in (
+        cache.key(RECIPE, tiny, "u"),
+        cache.key(TrainRecipe(**{**RECIPE.__dict__, "lr": 0.2}), tiny, "t"),
+        cache.key(RECIPE, ArrayDataset(tiny.inputs, (tiny.targets + 1) % 3), "t"),
+    ):
         assert key != cache.key(RECIPE, tiny, "t")
 
 

@@ -80,7 +80,10 @@ def test_use_backend_rejects_unknown_names_and_options():
 def test_ray_map_shards_returns_shard_order(ray_cluster, setup):
     _, train, _ = setup
     with use_backend("ray", n_shards=3) as backend:
-        assert current_backend() is backend and backend.task_options() == {"num_cpus": 1, "num_gpus": 0}
+        assert current_backend() is backend and backend.task_options() == {
+            "num_cpus": 1,
+            "num_gpus": 0,
+        }
         parts = map_shards(rows_of, train, shared={"scale": 3.0})
     assert [p.shape[0] for p in parts] == [12, 12, 13]
     torch.testing.assert_close(cat_shards(parts), 3 * train.tensors[0], rtol=0, atol=0)

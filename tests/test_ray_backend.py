@@ -32,13 +32,24 @@ ray = pytest.importorskip("ray")
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the columns that must agree between backends (profile columns are timings and memory)
-SCORE_COLUMNS = ["benchmark", "explainer", "metric", "status", "score", "score_std", "n_scored", "error"]
+SCORE_COLUMNS = [
+    "benchmark",
+    "explainer",
+    "metric",
+    "status",
+    "score",
+    "score_std",
+    "n_scored",
+    "error",
+]
 
 
 @pytest.fixture(scope="module", autouse=True)
 def cluster():
     """A local 2-CPU Ray cluster whose workers import this repository (for the test classes)."""
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    ray.init(
+        num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}}
+    )
     yield
     ray.shutdown()
 
@@ -49,7 +60,9 @@ class DiesTimes(RandomExplainer):
     Deaths are counted in ``counter`` (a file), so they span processes.
     """
 
-    def __init__(self, seed: int = 0, counter: str = "", deaths: int = 1, where: str = "fit") -> None:
+    def __init__(
+        self, seed: int = 0, counter: str = "", deaths: int = 1, where: str = "fit"
+    ) -> None:
         super().__init__(seed=seed)
         self.counter, self.deaths, self.where = counter, deaths, where
 
@@ -135,9 +148,16 @@ GRID_METRICS = {
 
 def _grid():
     truth = {"mislabeled_indices": torch.arange(0, 90, 7)}
-    benches = [_bench("toy-a", n_train=100, truth=truth), _bench("toy-b", n_train=90, seed=1, truth=truth)]
-    explainers = {"random": RandomExplainer(seed=3), "dot": OutputDot(), "features": "feature_similarity",
-                  "bad": FailingFit()}
+    benches = [
+        _bench("toy-a", n_train=100, truth=truth),
+        _bench("toy-b", n_train=90, seed=1, truth=truth),
+    ]
+    explainers = {
+        "random": RandomExplainer(seed=3),
+        "dot": OutputDot(),
+        "features": "feature_similarity",
+        "bad": FailingFit(),
+    }
     return benches, explainers
 
 
@@ -148,11 +168,19 @@ def test_ray_grid_equals_local_grid_with_and_without_parallel_batches(tmp_path):
         local = evaluate(benches, explainers, out_dir=tmp_path / "local", **kwargs)
     expected = _scores(local)
     assert len(expected) == 2 * 4 * len(GRID_METRICS)
-    assert (expected[expected.explainer != "bad"].status != "error").sum() == 2 * 3 * (len(GRID_METRICS) - 1)
+    assert (expected[expected.explainer != "bad"].status != "error").sum() == 2 * 3 * (
+        len(GRID_METRICS) - 1
+    )
     for parallel in (False, True):
         with pytest.warns(UserWarning) as record:  # the driver re-raises the workers' warnings
-            got = evaluate(benches, explainers, out_dir=tmp_path / f"ray-{parallel}", backend="ray",
-                           parallel_batches=parallel, **kwargs)
+            got = evaluate(
+                benches,
+                explainers,
+                out_dir=tmp_path / f"ray-{parallel}",
+                backend="ray",
+                parallel_batches=parallel,
+                **kwargs,
+            )
         assert any("cannot fit this" in str(w.message) for w in record)
         pd.testing.assert_frame_equal(_scores(got), expected, check_exact=True)
         profile = got[got.kind == "profile"]
@@ -163,23 +191,43 @@ def test_killed_workers_are_retried_and_a_cell_that_keeps_dying_is_an_error_row(
     bench = _bench(metrics=(Top1Class(), "sparsity"))
     explainers = {
         "dies_in_fit": DiesTimes(seed=3, counter=str(tmp_path / "fit"), deaths=1, where="fit"),
-        "dies_in_explain": DiesTimes(seed=3, counter=str(tmp_path / "explain"), deaths=1, where="explain"),
+        "dies_in_explain": DiesTimes(
+            seed=3, counter=str(tmp_path / "explain"), deaths=1, where="explain"
+        ),
         "dies_twice": DiesTimes(seed=3, counter=str(tmp_path / "twice"), deaths=2, where="fit"),
     }
     with pytest.warns(UserWarning, match="dies_twice"):
-        df = evaluate([bench], explainers, out_dir=tmp_path / "out", backend="ray", max_retries=1,
-                      parallel_batches=True, batch_size=10, progress=False)
+        df = evaluate(
+            [bench],
+            explainers,
+            out_dir=tmp_path / "out",
+            backend="ray",
+            max_retries=1,
+            parallel_batches=True,
+            batch_size=10,
+            progress=False,
+        )
     assert [len((tmp_path / n).read_text()) for n in ("fit", "explain", "twice")] == [1, 1, 2]
     rows = _scores(df).set_index(["explainer", "metric"])
     with one_thread():
-        reference = _scores(evaluate([bench], {"r": RandomExplainer(seed=3)}, out_dir=tmp_path / "ref", progress=False))
-    for label in ("dies_in_fit", "dies_in_explain"):  # retried: every row there, scores as without deaths
+        reference = _scores(
+            evaluate(
+                [bench], {"r": RandomExplainer(seed=3)}, out_dir=tmp_path / "ref", progress=False
+            )
+        )
+    for label in (
+        "dies_in_fit",
+        "dies_in_explain",
+    ):  # retried: every row there, scores as without deaths
         assert rows.loc[label].status.tolist() == ["ok", "ok"]
         assert rows.loc[label].score.tolist() == reference.score.tolist()
     assert (rows.loc["dies_twice"].status == "error").all()
     assert rows.loc[("dies_twice", "top1_class"), "error"].startswith("WorkerCrashedError")
     profile = df[df.kind == "profile"].set_index("explainer")
-    assert profile.loc["dies_twice", "status"] == "error" and profile.loc["dies_in_fit", "status"] == "ok"
+    assert (
+        profile.loc["dies_twice", "status"] == "error"
+        and profile.loc["dies_in_fit", "status"] == "ok"
+    )
 
 
 def test_resume_skips_finished_cells_on_ray(tmp_path):
@@ -197,7 +245,13 @@ def test_resume_skips_finished_cells_on_ray(tmp_path):
 
 def test_cells_submitted_before_a_benchmark_fails_to_build_are_kept(tmp_path):
     with pytest.raises(RuntimeError, match="no data here"):
-        evaluate([_bench("first"), BrokenSpec()], "random", out_dir=tmp_path, backend="ray", progress=False)
+        evaluate(
+            [_bench("first"), BrokenSpec()],
+            "random",
+            out_dir=tmp_path,
+            backend="ray",
+            progress=False,
+        )
     assert set(read_results(tmp_path).benchmark) == {"first"}
 
 
@@ -207,8 +261,14 @@ def test_shard_passes_run_each_cell_inside_the_ray_backend(tmp_path):
     explainers = {"logged": LoggedRandom(log=str(log)), "grad_dot": "grad_dot"}
     with one_thread():
         local = evaluate([bench], explainers, out_dir=tmp_path / "local", progress=False)
-    sharded = evaluate([bench], explainers, out_dir=tmp_path / "ray", backend="ray", shard_passes=True,
-                       progress=False)
+    sharded = evaluate(
+        [bench],
+        explainers,
+        out_dir=tmp_path / "ray",
+        backend="ray",
+        shard_passes=True,
+        progress=False,
+    )
     assert _fits(log) == [f"{bench.n_train} local", f"{bench.n_train} ray"]
     expected, got = _scores(local), _scores(sharded)
     pd.testing.assert_frame_equal(got.drop(columns="score"), expected.drop(columns="score"))
@@ -224,7 +284,9 @@ def test_bad_backend_arguments():
     with pytest.raises(ValueError, match="shard_passes=True needs backend='ray'"):
         Evaluator([bench], "random", shard_passes=True, progress=False)
     with pytest.raises(ValueError, match="num_gpus=0"):
-        Evaluator([bench], "random", backend="ray", parallel_batches=True, num_gpus=1, progress=False)
+        Evaluator(
+            [bench], "random", backend="ray", parallel_batches=True, num_gpus=1, progress=False
+        )
     with pytest.raises(ValueError, match="num_cpus"):
         Evaluator([bench], "random", backend="ray", num_cpus=0, progress=False)
     with pytest.raises(ValueError, match="needs num_gpus > 0"):
@@ -237,20 +299,62 @@ def test_local_backend_does_not_import_ray(tmp_path):
         f"evaluate([_bench()], 'random', out_dir={str(tmp_path)!r}, progress=False); "
         "import dattr_eval.cli; assert 'ray' not in sys.modules, 'ray was imported'"
     )
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, timeout=120
+    )
 
 
 def test_cli_backend_ray_parses_and_runs(tmp_path, monkeypatch, capsys):
-    args = build_parser().parse_args(["run", "--benchmark", "b", "--explainers", "random", "--out", "o",
-                                      "--backend", "ray", "--address", "ray://head:10001", "--num-cpus", "2",
-                                      "--num-gpus", "0.5"])
-    assert (args.backend, args.address, args.num_cpus, args.num_gpus) == ("ray", "ray://head:10001", 2.0, 0.5)
+    args = build_parser().parse_args(
+        [
+            "run",
+            "--benchmark",
+            "b",
+            "--explainers",
+            "random",
+            "--out",
+            "o",
+            "--backend",
+            "ray",
+            "--address",
+            "ray://head:10001",
+            "--num-cpus",
+            "2",
+            "--num-gpus",
+            "0.5",
+        ]
+    )
+    assert (args.backend, args.address, args.num_cpus, args.num_gpus) == (
+        "ray",
+        "ray://head:10001",
+        2.0,
+        0.5,
+    )
     monkeypatch.setitem(BENCHMARKS._classes, "ray-cli-toy", TinySpec)
     monkeypatch.setattr(TinySpec, "name", "ray-cli-toy")
     out = tmp_path / "out"
     # Ray is initialised in this process, so the evaluator reuses it whatever --address says
-    assert main(["run", "--benchmark", "ray-cli-toy", "--explainers", "random,dualview", "--out", str(out),
-                 "--backend", "ray", "--address", "auto", "--num-cpus", "1", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--benchmark",
+                "ray-cli-toy",
+                "--explainers",
+                "random,dualview",
+                "--out",
+                str(out),
+                "--backend",
+                "ray",
+                "--address",
+                "auto",
+                "--num-cpus",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     results = read_results(out)
     assert set(results.explainer) == {"random", "dualview"} and (results.status == "ok").all()
     assert "| random |" in capsys.readouterr().out

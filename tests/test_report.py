@@ -29,16 +29,38 @@ def _write(out_dir):
     rows = []
     for (bench, metric), by_expl in SCORES.items():
         for expl, score in by_expl.items():
-            row = {"benchmark": bench, "explainer": expl, "metric": metric, "kind": "metric",
-                   "higher_is_better": metric == "up", "explainer_params": "{}"}
-            row.update(status="ok", score=score) if score is not None else row.update(status="error", error="Boom: x")
+            row = {
+                "benchmark": bench,
+                "explainer": expl,
+                "metric": metric,
+                "kind": "metric",
+                "higher_is_better": metric == "up",
+                "explainer_params": "{}",
+            }
+            row.update(status="ok", score=score) if score is not None else row.update(
+                status="error", error="Boom: x"
+            )
             rows.append(row)
     for bench in ("b1", "b2"):
         for expl, (fit, explain, si, rss) in PROFILE.items():
-            rows.append({"benchmark": bench, "explainer": expl, "metric": "", "kind": "profile", "status": "ok",
-                         "fit_s": fit, "explain_s": explain, "self_influence_s": si, "rss_increase_mb": rss,
-                         "explain_s_per_sample": explain / 10, "n_train": 100, "n_test": 10, "device": "cpu",
-                         "device_name": "test cpu"})
+            rows.append(
+                {
+                    "benchmark": bench,
+                    "explainer": expl,
+                    "metric": "",
+                    "kind": "profile",
+                    "status": "ok",
+                    "fit_s": fit,
+                    "explain_s": explain,
+                    "self_influence_s": si,
+                    "rss_increase_mb": rss,
+                    "explain_s_per_sample": explain / 10,
+                    "n_train": 100,
+                    "n_test": 10,
+                    "device": "cpu",
+                    "device_name": "test cpu",
+                }
+            )
     store.append(rows[:3])
     store.append(rows[3:])  # appended in two steps, as cells finish
 
@@ -47,7 +69,11 @@ def test_ranks_and_leaderboard_by_hand(tmp_path):
     _write(tmp_path)
     results = read_results(tmp_path)
     ranks = rank_table(results)
-    assert ranks[("b1", "up")].to_dict() == {"a": 1.0, "b": 2.5, "c": 2.5}  # tie shares the average rank
+    assert ranks[("b1", "up")].to_dict() == {
+        "a": 1.0,
+        "b": 2.5,
+        "c": 2.5,
+    }  # tie shares the average rank
     assert ranks[("b1", "down")].to_dict() == {"a": 3.0, "b": 1.0, "c": 2.0}  # lower is better
     assert ranks[("b2", "up")]["a"] == 2.0 and ranks[("b2", "up")]["b"] == 1.0
     assert math.isnan(ranks[("b2", "up")]["c"])  # a failed score gets no rank
@@ -82,8 +108,19 @@ def test_report_writes_markdown_html_and_png_figures(tmp_path):
 
 def test_rerun_rows_supersede_and_markdown_format(tmp_path):
     _write(tmp_path)
-    ResultStore(tmp_path).append([{"benchmark": "b2", "explainer": "c", "metric": "up", "kind": "metric",
-                                   "status": "ok", "score": 0.9, "higher_is_better": True}])
+    ResultStore(tmp_path).append(
+        [
+            {
+                "benchmark": "b2",
+                "explainer": "c",
+                "metric": "up",
+                "kind": "metric",
+                "status": "ok",
+                "score": 0.9,
+                "higher_is_better": True,
+            }
+        ]
+    )
     board = leaderboard(read_results(tmp_path))
     assert board.loc["c", "b2/up"] == 0.9
     assert len(read_results(tmp_path, latest=False)) == len(read_results(tmp_path)) + 1

@@ -88,12 +88,18 @@ def test_fast_topk_and_topk_equal_a_stable_sort_with_ties_and_signed_zeros():
     gen = torch.Generator().manual_seed(1)
     for trial in range(60):
         n, m = trial % 4 + 1, 1 + trial % 23 * 2
-        a = torch.randint(-2, 3, (n, m), generator=gen).float() if trial % 3 else torch.randn(n, m, generator=gen)
+        a = (
+            torch.randint(-2, 3, (n, m), generator=gen).float()
+            if trial % 3
+            else torch.randn(n, m, generator=gen)
+        )
         a[a == 0] = torch.where(torch.rand(int((a == 0).sum()), generator=gen) < 0.5, -0.0, 0.0)
         for k in range(1, m + 1):
             want = sorted_topk(a, k)
             for got in (fast_topk(a, k), topk(a, k)):
-                assert torch.equal(got.indices, want.indices) and torch.equal(got.values, want.values)
+                assert torch.equal(got.indices, want.indices) and torch.equal(
+                    got.values, want.values
+                )
     assert fast_topk(torch.zeros(2, 5), 3).indices.tolist() == [[0, 1, 2], [0, 1, 2]]
     with pytest.raises(ValueError, match="k=6"):
         fast_topk(torch.zeros(2, 5), 6)

@@ -35,7 +35,9 @@ def fitted(digits):
     x, y = digits
     ours = CrammerSingerSVC(C=C, tol=1e-6, max_iter=5000).fit(x, y)
     assert ours.method_ == "sequential"  # the CPU default
-    ref = LinearSVC(multi_class="crammer_singer", C=C, tol=1e-8, fit_intercept=False, max_iter=100000)
+    ref = LinearSVC(
+        multi_class="crammer_singer", C=C, tol=1e-8, fit_intercept=False, max_iter=100000
+    )
     ref.fit(x.numpy(), y.numpy())
     return ours, ref
 
@@ -47,7 +49,9 @@ def test_subproblem_matches_scipy():
         grad = torch.randn(1, k, generator=gen, dtype=torch.float64)
         a = torch.rand((), generator=gen, dtype=torch.float64) + 0.2
         y = torch.randint(0, k, (1,), generator=gen)
-        got = solve_subproblems(grad, torch.zeros(1, k, dtype=torch.float64), a[None], y, c)[0].numpy()
+        got = solve_subproblems(grad, torch.zeros(1, k, dtype=torch.float64), a[None], y, c)[
+            0
+        ].numpy()
         upper = np.where(np.arange(k) == int(y), c, 0.0)
         g = grad[0].numpy()
         res = minimize(
@@ -82,7 +86,9 @@ def test_dual_identity_and_sign_pattern(digits, fitted):
     others = alpha.scatter(1, y[:, None], 0.0)
     assert (own >= 0).all() and (own <= C * (1 + 1e-12)).all()
     assert (others <= 0).all()
-    torch.testing.assert_close(alpha.sum(1), torch.zeros(300, dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        alpha.sum(1), torch.zeros(300, dtype=torch.float64), atol=1e-12, rtol=0
+    )
 
 
 @pytest.mark.parametrize("method", ["sequential", "block"])
@@ -106,7 +112,9 @@ def test_kkt_conditions(digits, method):
 def test_intercept_matches_sklearn(digits):
     x, y = digits
     ours = CrammerSingerSVC(C=C, fit_intercept=True, tol=1e-6, max_iter=5000).fit(x, y)
-    ref = LinearSVC(multi_class="crammer_singer", C=C, tol=1e-8, max_iter=100000).fit(x.numpy(), y.numpy())
+    ref = LinearSVC(multi_class="crammer_singer", C=C, tol=1e-8, max_iter=100000).fit(
+        x.numpy(), y.numpy()
+    )
     both = lambda w, b: np.concatenate([np.asarray(w), np.asarray(b)[:, None]], 1).ravel()
     a, b = both(ours.coef_, ours.intercept_), both(ref.coef_, ref.intercept_)
     assert a @ b / (np.linalg.norm(a) * np.linalg.norm(b)) >= 0.999
@@ -131,7 +139,9 @@ def test_sequential_and_block_reach_the_same_solution(digits):
         for m in ("sequential", "block")
     )
     assert seq.converged_ and block.converged_
-    torch.testing.assert_close(seq.coef_, block.coef_, rtol=0, atol=1e-5 * float(block.coef_.abs().max()))
+    torch.testing.assert_close(
+        seq.coef_, block.coef_, rtol=0, atol=1e-5 * float(block.coef_.abs().max())
+    )
     torch.testing.assert_close(seq.dual_coef_, block.dual_coef_, rtol=0, atol=1e-4 * c)
     assert torch.equal(seq.support_, block.support_) and 0 < seq.support_.numel() < 120
 

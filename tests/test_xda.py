@@ -108,7 +108,9 @@ def test_conservation_median_over_50_pairs(fitted):
 @pytest.mark.parametrize("name", sorted({KERNEL, "representer"}))
 def test_scores_are_the_explainers_attributions(fitted, digits, name):
     explainer, x_test = fitted
-    if name != KERNEL:  # representer points have the same kernel form (alpha_ instead of dual_coef_)
+    if (
+        name != KERNEL
+    ):  # representer points have the same kernel form (alpha_ instead of dual_coef_)
         explainer = fit_fast(name, digits[2], digits[0])
     a = explainer.explain(x_test)
     result = explain_topk(explainer, None, x_test, k=3, composite="epsilon")

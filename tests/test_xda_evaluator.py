@@ -18,7 +18,9 @@ from dattr_eval.evaluation.xda_scores import XDASettings, xda_inputs
 from dattr_eval.xda import score_xda
 from tests.test_xda import bias_free_cnn, train
 
-SETTINGS = XDASettings(n_test=3, k=2, metrics=("random_logit", "max_sensitivity"), sides=("test", "decision"), seed=7)
+SETTINGS = XDASettings(
+    n_test=3, k=2, metrics=("random_logit", "max_sensitivity"), sides=("test", "decision"), seed=7
+)
 DUALVIEW = {"max_iter": 30}
 
 
@@ -30,7 +32,12 @@ def image_bench() -> Benchmark:
     torch.manual_seed(0)
     model = train(bias_free_cnn(), x[:200], y[:200])
     return Benchmark.from_datasets(
-        "img", model, TensorDataset(x[:200], y[:200]), TensorDataset(x[1000:1100], y[1000:1100]), n_test=8, seed=0
+        "img",
+        model,
+        TensorDataset(x[:200], y[:200]),
+        TensorDataset(x[1000:1100], y[1000:1100]),
+        n_test=8,
+        seed=0,
     )
 
 
@@ -57,12 +64,20 @@ def test_xda_rows_equal_a_direct_score_xda_call(image_bench, tmp_path):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fitted = explainers.create("dualview", **DUALVIEW).fit(image_bench.model, image_bench.train_dataset)
+        fitted = explainers.create("dualview", **DUALVIEW).fit(
+            image_bench.model, image_bench.train_dataset
+        )
     inputs, targets = xda_inputs(image_bench, SETTINGS)
     np.random.seed(SETTINGS.seed)
     direct = score_xda(
-        fitted, image_bench.model, inputs, targets, k=SETTINGS.k, metrics=list(SETTINGS.metrics),
-        sides=SETTINGS.sides, seed=SETTINGS.seed,
+        fitted,
+        image_bench.model,
+        inputs,
+        targets,
+        k=SETTINGS.k,
+        metrics=list(SETTINGS.metrics),
+        sides=SETTINGS.sides,
+        seed=SETTINGS.seed,
     )
     for rec in direct.to_dict("records"):
         row = rows[rows.metric == f"xda/{rec['metric']}/{rec['side']}"].iloc[0]
@@ -82,7 +97,9 @@ def test_xda_off_by_default_and_skipped_for_flat_inputs(image_bench, tmp_path):
     flat = Benchmark.from_datasets(
         "flat",
         torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)),
-        TensorDataset(image_bench.train_dataset.tensors[0].flatten(1), image_bench.train_dataset.tensors[1]),
+        TensorDataset(
+            image_bench.train_dataset.tensors[0].flatten(1), image_bench.train_dataset.tensors[1]
+        ),
         TensorDataset(image_bench.test_inputs.flatten(1), image_bench.truth.test_labels),
     )
     df = _run(flat, tmp_path / "flat", True)

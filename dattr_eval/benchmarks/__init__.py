@@ -39,9 +39,19 @@ def load(
     return create(name, **kwargs).build(cache_dir=cache_dir, data_dir=data_dir, device=device)
 
 
-__all__ = ["Benchmark", "BenchmarkSpec", "REGISTRY", "create", "get", "load", "names", "register", "summaries"]
+__all__ = [
+    "REGISTRY",
+    "Benchmark",
+    "BenchmarkSpec",
+    "create",
+    "get",
+    "load",
+    "names",
+    "register",
+    "summaries",
+]
 
 # Built-in benchmarks register on import (kept last: they import ``register`` from here).
-from dattr_eval.discovery import import_submodules  # noqa: E402
+from dattr_eval.discovery import import_submodules
 
 import_submodules(__name__, __path__, skip=("base",))

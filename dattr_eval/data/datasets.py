@@ -23,11 +23,15 @@ class ArrayDataset(Dataset):
 
     def __init__(self, inputs: Any, targets: Any) -> None:
         x = torch.as_tensor(np.asarray(inputs) if not isinstance(inputs, torch.Tensor) else inputs)
-        y = torch.as_tensor(np.asarray(targets) if not isinstance(targets, torch.Tensor) else targets)
+        y = torch.as_tensor(
+            np.asarray(targets) if not isinstance(targets, torch.Tensor) else targets
+        )
         if x.ndim < 1:
             raise ValueError(f"inputs must have shape (n, ...), got shape {tuple(x.shape)}")
         if y.ndim != 1 or y.shape[0] != x.shape[0]:
-            raise ValueError(f"targets must have shape ({x.shape[0]},) to match inputs, got shape {tuple(y.shape)}")
+            raise ValueError(
+                f"targets must have shape ({x.shape[0]},) to match inputs, got shape {tuple(y.shape)}"
+            )
         if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
             raise TypeError(f"targets must be integer class labels, got dtype {y.dtype}")
         self.inputs = x.to(torch.float32)
@@ -64,4 +68,6 @@ def stratified_split(inputs: Any, targets: Any, test_fraction: float, seed: int)
     train_idx.sort()
     test_idx.sort()
     x, y = np.asarray(inputs), np.asarray(targets)
-    return DatasetSplit(ArrayDataset(x[train_idx], y[train_idx]), ArrayDataset(x[test_idx], y[test_idx]))
+    return DatasetSplit(
+        ArrayDataset(x[train_idx], y[train_idx]), ArrayDataset(x[test_idx], y[test_idx])
+    )

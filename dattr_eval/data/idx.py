@@ -43,7 +43,9 @@ def read_idx(path: str | Path) -> np.ndarray:
     shape = tuple(int(d) for d in np.frombuffer(raw[4:header], dtype=">u4"))
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(raw) - header != expected:
-        raise ValueError(f"{path}: header says shape {shape} ({expected} bytes), file has {len(raw) - header}")
+        raise ValueError(
+            f"{path}: header says shape {shape} ({expected} bytes), file has {len(raw) - header}"
+        )
     return np.frombuffer(raw[header:], dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
@@ -67,7 +69,9 @@ def _load_dir(root: str | Path, how_to_get: str) -> DatasetSplit:
 
 def load_mnist(root: str | Path) -> DatasetSplit:
     """MNIST from the four IDX files in ``root`` (``train-images-idx3-ubyte[.gz]`` ...), images ``(1, 28, 28)`` in [0, 1]."""
-    return _load_dir(root, "download the four MNIST IDX files into that directory or pass root=<your directory>")
+    return _load_dir(
+        root, "download the four MNIST IDX files into that directory or pass root=<your directory>"
+    )
 
 
 def load_fashion_mnist(root: str | Path = FASHION_MNIST_DIR) -> DatasetSplit:

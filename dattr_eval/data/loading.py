@@ -8,10 +8,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 
-def make_loader(dataset: Dataset, batch_size: int = 256, shuffle: bool = False, seed: int = 0) -> DataLoader:
+def make_loader(
+    dataset: Dataset, batch_size: int = 256, shuffle: bool = False, seed: int = 0
+) -> DataLoader:
     """A single-process ``DataLoader`` (deterministic order unless ``shuffle``, then seeded)."""
     generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=0)
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=0
+    )
 
 
 def dataset_labels(dataset: Dataset) -> torch.Tensor:
@@ -40,4 +44,6 @@ def stack_dataset(dataset: Dataset, batch_size: int = 1024) -> tuple[torch.Tenso
 def subset_inputs(dataset: Dataset, indices: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """Inputs and labels of the samples ``indices`` of ``dataset`` as tensors."""
     items = [dataset[int(i)] for i in indices]
-    return torch.stack([torch.as_tensor(x) for x, _ in items]), torch.as_tensor([int(y) for _, y in items]).long()
+    return torch.stack([torch.as_tensor(x) for x, _ in items]), torch.as_tensor(
+        [int(y) for _, y in items]
+    ).long()

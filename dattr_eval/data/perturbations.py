@@ -42,7 +42,9 @@ def flip_labels(
     x, y = stack_dataset(dataset)
     n_classes = int(y.max()) + 1 if n_classes is None else n_classes
     if n_classes < 2 or n_classes <= int(y.max()):
-        raise ValueError(f"n_classes must be >= 2 and exceed every label (max {int(y.max())}), got {n_classes}")
+        raise ValueError(
+            f"n_classes must be >= 2 and exceed every label (max {int(y.max())}), got {n_classes}"
+        )
     flipped = _pick(np.arange(len(y)), fraction, seed)
     shift = np.random.default_rng(seed + 1).integers(1, n_classes, size=len(flipped))
     noisy = y.clone()
@@ -106,7 +108,9 @@ def add_shortcut(
     return ArrayDataset(x, y), marked
 
 
-def group_labels(dataset: Dataset, groups: Sequence[Sequence[int]]) -> tuple[ArrayDataset, torch.Tensor]:
+def group_labels(
+    dataset: Dataset, groups: Sequence[Sequence[int]]
+) -> tuple[ArrayDataset, torch.Tensor]:
     """Relabel each sample with the index of its class's group (superclass).
 
     Args:
@@ -121,7 +125,9 @@ def group_labels(dataset: Dataset, groups: Sequence[Sequence[int]]) -> tuple[Arr
     for g, classes in enumerate(groups):
         for c in classes:
             if int(c) in mapping:
-                raise ValueError(f"groups must be disjoint; class {c} is in groups {mapping[int(c)]} and {g}")
+                raise ValueError(
+                    f"groups must be disjoint; class {c} is in groups {mapping[int(c)]} and {g}"
+                )
             mapping[int(c)] = g
     missing = sorted(set(y.unique().tolist()) - set(mapping))
     if missing:

@@ -5,4 +5,4 @@ from __future__ import annotations
 from dattr_eval.evaluation.evaluator import Evaluator, evaluate
 from dattr_eval.evaluation.store import COLUMNS, RESULTS_FILE, ResultStore, read_results
 
-__all__ = ["COLUMNS", "Evaluator", "RESULTS_FILE", "ResultStore", "evaluate", "read_results"]
+__all__ = ["COLUMNS", "RESULTS_FILE", "Evaluator", "ResultStore", "evaluate", "read_results"]

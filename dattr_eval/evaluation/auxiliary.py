@@ -12,8 +12,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -60,7 +61,9 @@ def attach_training_run(explainer: Explainer, checkpoints: Sequence[Any]) -> Exp
 
 
 @torch.no_grad()
-def target_log_probs(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+def target_log_probs(
+    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int = 256
+) -> torch.Tensor:
     """``log softmax(model(x))[target]`` per input, ``(n,)`` float32 on CPU (the DualView paper's LDS output)."""
     device = next(model.parameters()).device
     model.eval()
@@ -93,13 +96,17 @@ def lds_ground_truth(
     masks = lds_subsets(bench.n_train, bench.lds_subsets, bench.lds_fraction, bench.seed)
     outputs = [
         retrain_fn(mask.nonzero()[:, 0])
-        for mask in tqdm(masks, desc=f"{bench.name}: LDS retraining", leave=False, disable=not progress)
+        for mask in tqdm(
+            masks, desc=f"{bench.name}: LDS retraining", leave=False, disable=not progress
+        )
     ]
     return masks, torch.stack(outputs)
 
 
 def _test_digest(bench: Any) -> str:
-    test_key = bench.truth.test_indices if bench.truth.test_indices is not None else bench.test_inputs
+    test_key = (
+        bench.truth.test_indices if bench.truth.test_indices is not None else bench.test_inputs
+    )
     return hashlib.blake2b(test_key.cpu().contiguous().numpy().tobytes(), digest_size=6).hexdigest()
 
 
@@ -113,7 +120,11 @@ def make_retrain_fn(bench: Any) -> Callable[[torch.Tensor], torch.Tensor]:
     if bench.retrain is None:
         raise ValueError(f"benchmark {bench.name!r} has no retrain recipe")
     memo: dict[str, torch.Tensor] = {}
-    folder = Path(bench.cache_dir) / "retrain" / f"{bench.name}-{_test_digest(bench)}" if bench.cache_dir else None
+    folder = (
+        Path(bench.cache_dir) / "retrain" / f"{bench.name}-{_test_digest(bench)}"
+        if bench.cache_dir
+        else None
+    )
 
     def retrain_fn(train_indices: torch.Tensor) -> torch.Tensor:
         indices = torch.as_tensor(train_indices).long().cpu()
@@ -124,7 +135,9 @@ def make_retrain_fn(bench: Any) -> Callable[[torch.Tensor], torch.Tensor]:
         if path is not None and path.exists():
             memo[key] = torch.load(path, weights_only=True)
             return memo[key]
-        outputs = target_log_probs(bench.retrain(indices), bench.test_inputs, bench.truth.test_targets)
+        outputs = target_log_probs(
+            bench.retrain(indices), bench.test_inputs, bench.truth.test_targets
+        )
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.save(outputs, path)

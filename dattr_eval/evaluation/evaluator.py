@@ -15,9 +15,10 @@ from __future__ import annotations
 import datetime as _dt
 import traceback
 import warnings
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 import torch
@@ -140,18 +141,29 @@ class Evaluator:
         for flag, value in (("parallel_batches", parallel_batches), ("shard_passes", shard_passes)):
             if value and self.backend != "ray":
                 raise ValueError(f"{flag}=True needs backend='ray', got backend={backend!r}")
-        if self.backend == "ray" and device is not None and torch.device(device).type == "cuda" and not num_gpus:
-            raise ValueError(f"device={device!r} with backend='ray' needs num_gpus > 0 (the GPUs each cell reserves)")
+        if (
+            self.backend == "ray"
+            and device is not None
+            and torch.device(device).type == "cuda"
+            and not num_gpus
+        ):
+            raise ValueError(
+                f"device={device!r} with backend='ray' needs num_gpus > 0 (the GPUs each cell reserves)"
+            )
         if parallel_batches and num_gpus:
-            raise ValueError("parallel_batches=True needs num_gpus=0: a cell keeps its GPU while it waits "
-                             "for its batch tasks, which could then never be scheduled")
+            raise ValueError(
+                "parallel_batches=True needs num_gpus=0: a cell keeps its GPU while it waits "
+                "for its batch tasks, which could then never be scheduled"
+            )
         self.ray_address = ray_address
         self.parallel_batches = parallel_batches
         self.shard_passes = shard_passes
         self.benchmarks = _as_list(benchmarks, (str, BenchmarkSpec, Benchmark))
         for b in self.benchmarks:
             if not isinstance(b, (str, BenchmarkSpec, Benchmark)):
-                raise TypeError(f"benchmarks must be names, BenchmarkSpec or Benchmark, got {type(b).__name__}")
+                raise TypeError(
+                    f"benchmarks must be names, BenchmarkSpec or Benchmark, got {type(b).__name__}"
+                )
         self.explainers = _resolve_explainers(explainers)
         self.metrics = None if metrics is None else _resolve_metrics(metrics)
         self.out_dir = Path(out_dir)
@@ -166,8 +178,11 @@ class Evaluator:
     # ------------------------------------------------------------------ grid
     def run(self) -> pd.DataFrame:
         """Evaluate the whole grid; returns the results table (latest row per key)."""
-        bar = tqdm(total=len(self.benchmarks) * len(self.explainers), desc="benchmark × explainer",
-                   disable=not self.progress)
+        bar = tqdm(
+            total=len(self.benchmarks) * len(self.explainers),
+            desc="benchmark × explainer",
+            disable=not self.progress,
+        )
         try:
             if self.backend == "ray":
                 from dattr_eval.evaluation.ray_backend import run_cells
@@ -226,7 +241,9 @@ class Evaluator:
         else:
             bench = spec
         bench.model.to(self.device).eval()
-        bench = replace(bench, truth=replace(bench.truth, test_positions=torch.arange(bench.n_test)))
+        bench = replace(
+            bench, truth=replace(bench.truth, test_positions=torch.arange(bench.n_test))
+        )
         metric_set, skipped = self._metric_set(bench)
         needs = {f for m in metric_set.values() for f in m.requires}
         if needs & {*LDS_FIELDS, RETRAIN}:
@@ -234,10 +251,14 @@ class Evaluator:
             bench = replace(bench, truth=replace(bench.truth, retrain_fn=retrain_fn))
             if needs & set(LDS_FIELDS):
                 masks, outputs = lds_ground_truth(bench, retrain_fn, progress=self.progress)
-                bench = replace(bench, truth=replace(bench.truth, subset_masks=masks, subset_outputs=outputs))
+                bench = replace(
+                    bench, truth=replace(bench.truth, subset_masks=masks, subset_outputs=outputs)
+                )
         return bench, metric_set, skipped
 
-    def _metric_set(self, bench: Benchmark) -> tuple[dict[str, Metric], dict[str, tuple[Metric, str]]]:
+    def _metric_set(
+        self, bench: Benchmark
+    ) -> tuple[dict[str, Metric], dict[str, tuple[Metric, str]]]:
         """``(usable, skipped)``: metrics whose ground truth this benchmark has, and the others with why."""
         metric_set = self.metrics if self.metrics is not None else _resolve_metrics(bench.metrics)
         produced = {SELF_INFLUENCE, RANDOMIZED}
@@ -264,7 +285,14 @@ class Evaluator:
         skipped: dict[str, tuple[Metric, str]],
     ) -> list[dict]:
         """Evaluate one cell and return its rows (metric rows, skipped rows, one profile row)."""
-        return self._cell_rows(bench, label, template, metric_set, skipped, self._evaluate_cell(bench, template, metric_set))
+        return self._cell_rows(
+            bench,
+            label,
+            template,
+            metric_set,
+            skipped,
+            self._evaluate_cell(bench, template, metric_set),
+        )
 
     def _cell_rows(
         self,
@@ -277,7 +305,9 @@ class Evaluator:
     ) -> list[dict]:
         """The rows of an evaluated (or lost) cell; warns about the failures it records."""
         if cell.error:
-            warnings.warn(f"explainer {label!r} failed on benchmark {bench.name!r}: {cell.error}{cell.where}")
+            warnings.warn(
+                f"explainer {label!r} failed on benchmark {bench.name!r}: {cell.error}{cell.where}"
+            )
         base = {
             "benchmark": bench.name,
             "explainer": label,
@@ -290,7 +320,9 @@ class Evaluator:
             "version": _version(),
         }
         rows = []
-        outcomes = {k: (m, cell.results.get(k, cell.error or "not computed")) for k, m in metric_set.items()}
+        outcomes = {
+            k: (m, cell.results.get(k, cell.error or "not computed")) for k, m in metric_set.items()
+        }
         for mlabel, (metric, outcome) in {**outcomes, **skipped}.items():
             row = {
                 **base,
@@ -305,7 +337,9 @@ class Evaluator:
             elif isinstance(outcome, str):
                 row.update(status="error", error=outcome)
                 if not cell.error:
-                    warnings.warn(f"metric {mlabel!r} failed for {label!r} on {bench.name!r}: {outcome}")
+                    warnings.warn(
+                        f"metric {mlabel!r} failed for {label!r} on {bench.name!r}: {outcome}"
+                    )
             else:
                 row.update(status="ok", score=outcome.score, **_spread(outcome.per_sample))
             rows.append(row)
@@ -334,7 +368,9 @@ class Evaluator:
         rows.extend({**base, **row} for row in cell.xda_rows)
         return rows
 
-    def _evaluate_cell(self, bench: Benchmark, template: Explainer, metric_set: dict[str, Metric]) -> _Cell:
+    def _evaluate_cell(
+        self, bench: Benchmark, template: Explainer, metric_set: dict[str, Metric]
+    ) -> _Cell:
         metrics = {k: _clone(m) for k, m in metric_set.items()}
         results: dict[str, Any] = {}
         timer = PhaseTimer(self.device)
@@ -352,14 +388,18 @@ class Evaluator:
             if SELF_INFLUENCE in needs:
                 try:
                     with timer("self_influence"):
-                        truth = replace(truth, self_influence=explainer.self_influence().detach().cpu())
+                        truth = replace(
+                            truth, self_influence=explainer.self_influence().detach().cpu()
+                        )
                 except Exception as exc:
                     self._fail(metrics, results, SELF_INFLUENCE, exc)
             randomized = None
             if RANDOMIZED in needs and _active(metrics, results, RANDOMIZED):
                 try:
                     with timer("randomized"):
-                        randomized = _clone(template).fit(randomize_model(bench.model, bench.seed), bench.train_dataset)
+                        randomized = _clone(template).fit(
+                            randomize_model(bench.model, bench.seed), bench.train_dataset
+                        )
                 except Exception as exc:
                     self._fail(metrics, results, RANDOMIZED, exc)
             global_metrics = {k: m for k, m in metrics.items() if not m.needs_attributions}
@@ -385,9 +425,18 @@ class Evaluator:
                     with timer("xda"):
                         cell.xda_rows = xda_rows(explainer, bench, self.xda)
                 except Exception as exc:  # recorded as one error row; the grid goes on
-                    warnings.warn(f"XDA scoring failed on benchmark {bench.name!r}: {_error_text(exc)}")
-                    cell.xda_rows = [{"metric": XDA_KIND, "kind": XDA_KIND, "category": XDA_KIND, "status": "error",
-                                      "error": _error_text(exc)}]
+                    warnings.warn(
+                        f"XDA scoring failed on benchmark {bench.name!r}: {_error_text(exc)}"
+                    )
+                    cell.xda_rows = [
+                        {
+                            "metric": XDA_KIND,
+                            "kind": XDA_KIND,
+                            "category": XDA_KIND,
+                            "status": "error",
+                            "error": _error_text(exc),
+                        }
+                    ]
         return cell
 
     def _stream(self, bench, explainer, randomized, truth, batch_metrics, results, timer) -> None:
@@ -395,13 +444,24 @@ class Evaluator:
         if self.parallel_batches:
             from dattr_eval.evaluation.ray_backend import stream_batches
 
-            stream_batches(self, bench.test_inputs, explainer, randomized, truth, batch_metrics, results, timer)
+            stream_batches(
+                self, bench.test_inputs, explainer, randomized, truth, batch_metrics, results, timer
+            )
             return
         batches = range(0, bench.n_test, self.batch_size)
-        bar = tqdm(batches, desc=f"{bench.name} batches", leave=False, disable=not self.progress or len(batches) < 2)
-        self._explain_batches(bench.test_inputs, bar, explainer, randomized, truth, batch_metrics, results, timer)
+        bar = tqdm(
+            batches,
+            desc=f"{bench.name} batches",
+            leave=False,
+            disable=not self.progress or len(batches) < 2,
+        )
+        self._explain_batches(
+            bench.test_inputs, bar, explainer, randomized, truth, batch_metrics, results, timer
+        )
 
-    def _explain_batches(self, inputs, starts, explainer, randomized, truth, batch_metrics, results, timer) -> None:
+    def _explain_batches(
+        self, inputs, starts, explainer, randomized, truth, batch_metrics, results, timer
+    ) -> None:
         """Explain the batches of ``inputs`` that begin at ``starts``, in that order, and feed each to the metrics.
 
         ``inputs`` ``(n_test, ...)`` and ``truth`` cover the whole test set; the batch at ``start``
@@ -419,7 +479,9 @@ class Evaluator:
             if randomized is not None:
                 try:
                     with timer("randomized"):
-                        batch_truth = replace(batch_truth, randomized_attributions=randomized.explain(x, targets))
+                        batch_truth = replace(
+                            batch_truth, randomized_attributions=randomized.explain(x, targets)
+                        )
                 except Exception as exc:
                     randomized = None
                     self._fail(batch_metrics, results, RANDOMIZED, exc)
@@ -429,7 +491,9 @@ class Evaluator:
             del attributions
 
     @staticmethod
-    def _update(metric: Metric, mlabel: str, attributions, truth, results: dict, timer: PhaseTimer) -> None:
+    def _update(
+        metric: Metric, mlabel: str, attributions, truth, results: dict, timer: PhaseTimer
+    ) -> None:
         try:
             with timer("metrics"):
                 metric.update(attributions, truth)
@@ -453,7 +517,10 @@ def _spread(per_sample: torch.Tensor | None) -> dict[str, Any]:
     if per_sample is None or per_sample.numel() == 0:
         return {}
     values = per_sample.float()
-    return {"score_std": float(values.std()) if values.numel() > 1 else 0.0, "n_scored": int(values.numel())}
+    return {
+        "score_std": float(values.std()) if values.numel() > 1 else 0.0,
+        "n_scored": int(values.numel()),
+    }
 
 
 def _location(exc: BaseException) -> str:
@@ -482,7 +549,11 @@ def _benchmark_name(spec: str | BenchmarkSpec | Benchmark) -> str:
 
 
 def _pending(
-    finished: set[tuple[str, str, str, str]], bench: str, label: str, params: str, metrics: list[str]
+    finished: set[tuple[str, str, str, str]],
+    bench: str,
+    label: str,
+    params: str,
+    metrics: list[str],
 ) -> set[str] | None:
     """Metric labels still to compute in a cell; ``None`` when the cell is finished."""
     todo = {m for m in metrics if (bench, label, params, m) not in finished}
@@ -494,7 +565,11 @@ def _pending(
 def builtin_explainers() -> list[str]:
     """Registered explainers implemented in dattr_eval (``"all"``); peer adapters are left out."""
     adapters = f"{explainer_registry.__name__}.adapters"
-    return [n for n in explainer_registry.names() if not explainer_registry.get(n).__module__.startswith(adapters)]
+    return [
+        n
+        for n in explainer_registry.names()
+        if not explainer_registry.get(n).__module__.startswith(adapters)
+    ]
 
 
 def _resolve_explainers(explainers: Any) -> dict[str, Explainer]:
@@ -512,10 +587,14 @@ def _resolve_explainers(explainers: Any) -> dict[str, Explainer]:
         elif isinstance(spec, Explainer):
             instance = spec
         else:
-            raise TypeError(f"explainers must be registry names or Explainer instances, got {type(spec).__name__}")
+            raise TypeError(
+                f"explainers must be registry names or Explainer instances, got {type(spec).__name__}"
+            )
         label = label or (spec if isinstance(spec, str) else type(spec).name)
         if label in out:
-            raise ValueError(f"explainer label {label!r} appears twice; pass a mapping {{label: explainer}}")
+            raise ValueError(
+                f"explainer label {label!r} appears twice; pass a mapping {{label: explainer}}"
+            )
         out[label] = instance
     if not out:
         raise ValueError("explainers is empty")
@@ -524,7 +603,12 @@ def _resolve_explainers(explainers: Any) -> dict[str, Explainer]:
 
 def _is_named_spec(spec: Any) -> bool:
     """``(name, kwargs)``."""
-    return isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str) and isinstance(spec[1], dict)
+    return (
+        isinstance(spec, tuple)
+        and len(spec) == 2
+        and isinstance(spec[0], str)
+        and isinstance(spec[1], dict)
+    )
 
 
 def _resolve_metrics(metrics: Any) -> dict[str, Metric]:
@@ -543,10 +627,14 @@ def _resolve_metrics(metrics: Any) -> dict[str, Metric]:
         elif isinstance(spec, Metric):
             instance = spec
         else:
-            raise TypeError(f"metrics must be registry names, Metric instances or (name, kwargs), got {spec!r}")
+            raise TypeError(
+                f"metrics must be registry names, Metric instances or (name, kwargs), got {spec!r}"
+            )
         label = label or type(instance).name
         if label in out:
-            raise ValueError(f"metric label {label!r} appears twice; pass a mapping {{label: metric}}")
+            raise ValueError(
+                f"metric label {label!r} appears twice; pass a mapping {{label: metric}}"
+            )
         out[label] = instance
     return out
 
@@ -565,4 +653,12 @@ def evaluate(
     Returns the results table (one row per benchmark × explainer × metric, plus profile rows);
     it is also in ``out_dir/results.csv``. See ``Evaluator`` for the arguments.
     """
-    return Evaluator(benchmarks, explainers, metrics, out_dir=out_dir, device=device, batch_size=batch_size, **kwargs).run()
+    return Evaluator(
+        benchmarks,
+        explainers,
+        metrics,
+        out_dir=out_dir,
+        device=device,
+        batch_size=batch_size,
+        **kwargs,
+    ).run()

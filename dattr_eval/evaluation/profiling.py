@@ -83,7 +83,9 @@ class MemorySampler:
         self._stop = threading.Event()
         self._peak = 0
         self._thread: threading.Thread | None = None
-        self.start_rss_mb = self.peak_rss_mb = self.rss_increase_mb = self.cuda_peak_mb = float("nan")
+        self.start_rss_mb = self.peak_rss_mb = self.rss_increase_mb = self.cuda_peak_mb = float(
+            "nan"
+        )
 
     @property
     def _cuda(self) -> bool:
@@ -95,7 +97,7 @@ class MemorySampler:
             if rss is not None and rss > self._peak:
                 self._peak = rss
 
-    def __enter__(self) -> "MemorySampler":
+    def __enter__(self) -> MemorySampler:
         start = current_rss_bytes()
         if start is not None:
             self._peak = start
@@ -108,7 +110,10 @@ class MemorySampler:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         if self._cuda:
             synchronize(self.device)
@@ -138,11 +143,11 @@ class PhaseTimer:
         self._phase: str | None = None
         self._start = 0.0
 
-    def __call__(self, phase: str) -> "PhaseTimer":
+    def __call__(self, phase: str) -> PhaseTimer:
         self._phase = phase
         return self
 
-    def __enter__(self) -> "PhaseTimer":
+    def __enter__(self) -> PhaseTimer:
         synchronize(self.device)
         self._start = time.perf_counter()
         return self
@@ -150,5 +155,7 @@ class PhaseTimer:
     def __exit__(self, *exc: object) -> None:
         synchronize(self.device)
         assert self._phase is not None
-        self.seconds[self._phase] = self.seconds.get(self._phase, 0.0) + time.perf_counter() - self._start
+        self.seconds[self._phase] = (
+            self.seconds.get(self._phase, 0.0) + time.perf_counter() - self._start
+        )
         self._phase = None

@@ -118,9 +118,13 @@ def run_cells(evaluator: Evaluator, cells: Iterable[CellArgs]) -> Iterator[list[
             ray.cancel(ref)
 
 
-def _collect(evaluator: Evaluator, running: dict[Any, CellArgs], wait: bool) -> Iterator[list[dict]]:
+def _collect(
+    evaluator: Evaluator, running: dict[Any, CellArgs], wait: bool
+) -> Iterator[list[dict]]:
     """Rows of the finished tasks in ``running`` (removed from it); ``wait``: block until one finishes."""
-    ready, _ = ray.wait(list(running), num_returns=1 if wait else len(running), timeout=None if wait else 0)
+    ready, _ = ray.wait(
+        list(running), num_returns=1 if wait else len(running), timeout=None if wait else 0
+    )
     for ref in ready:
         args = running.pop(ref)
         try:
@@ -140,7 +144,11 @@ def _lost_cell(exc: BaseException) -> _Cell:
 def _cause(exc: BaseException) -> BaseException:
     """The exception a task raised, unwrapped from Ray's ``RayTaskError``."""
     cause = getattr(exc, "cause", None)
-    return cause if isinstance(exc, ray.exceptions.RayTaskError) and isinstance(cause, BaseException) else exc
+    return (
+        cause
+        if isinstance(exc, ray.exceptions.RayTaskError) and isinstance(cause, BaseException)
+        else exc
+    )
 
 
 # ---------------------------------------------------------------------- batches within a cell
@@ -157,8 +165,14 @@ def _batches(
     """One batch task: for each batch at ``starts``, fresh copies of ``metrics`` updated with it alone."""
     out = []
     for start in starts:
-        states, results, timer = {k: _clone(m) for k, m in metrics.items()}, dict(errors), PhaseTimer(runner.device)
-        runner._explain_batches(inputs, [start], explainer, randomized, truth, states, results, timer)
+        states, results, timer = (
+            {k: _clone(m) for k, m in metrics.items()},
+            dict(errors),
+            PhaseTimer(runner.device),
+        )
+        runner._explain_batches(
+            inputs, [start], explainer, randomized, truth, states, results, timer
+        )
         out.append((states, {k: v for k, v in results.items() if k not in errors}, timer.seconds))
     return out
 

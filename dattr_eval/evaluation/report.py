@@ -31,19 +31,25 @@ RUNTIME_PARTS = ("fit_s", "explain_s", "self_influence_s")
 def scores_table(results: pd.DataFrame) -> pd.DataFrame:
     """Scores with explainers as rows and ``(benchmark, metric)`` columns (NaN where not ``ok``)."""
     rows = results[(results.kind == "metric") & (results.status == "ok")]
-    return rows.pivot_table(index="explainer", columns=["benchmark", "metric"], values="score", aggfunc="last")
+    return rows.pivot_table(
+        index="explainer", columns=["benchmark", "metric"], values="score", aggfunc="last"
+    )
 
 
 def rank_table(results: pd.DataFrame) -> pd.DataFrame:
     """Ranks (1 = best) per ``(benchmark, metric)`` column, respecting ``higher_is_better``."""
     scores = scores_table(results)
     direction = (
-        results[results.kind == "metric"].dropna(subset=["higher_is_better"])
-        .groupby(["benchmark", "metric"])["higher_is_better"].last()
+        results[results.kind == "metric"]
+        .dropna(subset=["higher_is_better"])
+        .groupby(["benchmark", "metric"])["higher_is_better"]
+        .last()
     )
     ranks = scores.copy()
     for col in scores.columns:
-        ranks[col] = scores[col].rank(ascending=not bool(direction.get(col, True)), method="average")
+        ranks[col] = scores[col].rank(
+            ascending=not bool(direction.get(col, True)), method="average"
+        )
     return ranks
 
 
@@ -51,7 +57,9 @@ def profile_table(results: pd.DataFrame) -> pd.DataFrame:
     """Per explainer: runtime seconds (summed over benchmarks), per-sample explain seconds, peak memory."""
     prof = results[(results.kind == "profile") & (results.status == "ok")].copy()
     if prof.empty:
-        return pd.DataFrame(columns=["runtime_s", "explain_ms_per_sample", "peak_rss_increase_mb", "cuda_peak_mb"])
+        return pd.DataFrame(
+            columns=["runtime_s", "explain_ms_per_sample", "peak_rss_increase_mb", "cuda_peak_mb"]
+        )
     prof["runtime_s"] = prof[list(RUNTIME_PARTS)].fillna(0).sum(axis=1)
     grouped = prof.groupby("explainer")
     return pd.DataFrame(
@@ -104,7 +112,10 @@ def _fmt(value: object) -> str:
 def to_markdown(board: pd.DataFrame) -> str:
     """A GitHub Markdown table of ``board`` (index as the first column)."""
     header = [board.index.name or "", *map(str, board.columns)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * len(board.columns)) + "|"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] + ["---:"] * len(board.columns)) + "|",
+    ]
     for name, row in board.iterrows():
         lines.append("| " + " | ".join([str(name), *(_fmt(v) for v in row.tolist())]) + " |")
     return "\n".join(lines)
@@ -116,7 +127,9 @@ def xda_table(results: pd.DataFrame) -> pd.DataFrame:
     rows = results[(results.kind == "xda") & (results.status == "ok")]
     if rows.empty:
         return pd.DataFrame()
-    table = rows.pivot_table(index=["benchmark", "explainer"], columns="metric", values="score", aggfunc="last")
+    table = rows.pivot_table(
+        index=["benchmark", "explainer"], columns="metric", values="score", aggfunc="last"
+    )
     table.columns.name = None
     table.index = [f"{b} / {e}" for b, e in table.index]
     table.index.name = "benchmark / explainer"
@@ -160,15 +173,26 @@ def heatmap_figure(results: pd.DataFrame, order: list[str] | None = None):
     if scores.empty:
         return None
     if order is not None:
-        scores, ranks = scores.reindex([e for e in order if e in scores.index]), ranks.reindex([e for e in order if e in ranks.index])
+        scores, ranks = (
+            scores.reindex([e for e in order if e in scores.index]),
+            ranks.reindex([e for e in order if e in ranks.index]),
+        )
     labels = [f"{b}/{m}" for b, m in scores.columns]
     raw = scores.T.set_axis(labels)
     n = ranks.T.count(axis=1).clip(lower=2)
     quality = ((n.values[:, None] - ranks.T.values) / (n.values[:, None] - 1)).clip(0, 1)
     quality = pd.DataFrame(quality, index=labels, columns=raw.columns)
     fig, ax = _figure(max(6.0, 3.0 + 0.9 * raw.shape[1]), max(3.0, 1.5 + 0.45 * raw.shape[0]))
-    sns.heatmap(quality, annot=raw.map(_fmt).values, fmt="", cmap="viridis", vmin=0, vmax=1, ax=ax,
-                cbar_kws={"label": "relative rank in row (1 = best)"})
+    sns.heatmap(
+        quality,
+        annot=raw.map(_fmt).values,
+        fmt="",
+        cmap="viridis",
+        vmin=0,
+        vmax=1,
+        ax=ax,
+        cbar_kws={"label": "relative rank in row (1 = best)"},
+    )
     ax.set_xlabel("explainer")
     ax.set_ylabel("benchmark / metric")
     ax.set_title("Score (text); colour: rank within the metric")
@@ -184,10 +208,17 @@ def runtime_figure(board: pd.DataFrame):
     if data.empty:
         return None
     fig, ax = _figure(6.5, 4.5)
-    sns.scatterplot(data=data, x="runtime [s]", y="avg rank", hue="explainer", s=80, ax=ax, legend=False)
+    sns.scatterplot(
+        data=data, x="runtime [s]", y="avg rank", hue="explainer", s=80, ax=ax, legend=False
+    )
     for _, row in data.iterrows():
-        ax.annotate(row["explainer"], (row["runtime [s]"], row["avg rank"]), textcoords="offset points",
-                    xytext=(5, 4), fontsize=8)
+        ax.annotate(
+            row["explainer"],
+            (row["runtime [s]"], row["avg rank"]),
+            textcoords="offset points",
+            xytext=(5, 4),
+            fontsize=8,
+        )
     ax.set_xscale("log")
     ax.invert_yaxis()
     ax.set_xlabel("runtime: fit + explain + self-influence [s] (log)")
@@ -247,7 +278,9 @@ def report(out_dir: str | Path, *, figures: bool = True) -> pd.DataFrame:
     out_dir = Path(out_dir)
     results = read_results(out_dir)
     if results.empty:
-        raise FileNotFoundError(f"no results in {out_dir} (expected {out_dir / 'results.csv'}); run an evaluation first")
+        raise FileNotFoundError(
+            f"no results in {out_dir} (expected {out_dir / 'results.csv'}); run an evaluation first"
+        )
     board = leaderboard(results)
     board.to_csv(out_dir / "leaderboard.csv")
     context, problems, xda = _context(results), _problems(results), xda_table(results)
@@ -269,7 +302,9 @@ def report(out_dir: str | Path, *, figures: bool = True) -> pd.DataFrame:
         md += ["## Failed or skipped", "", to_markdown(problems.set_index("benchmark")), ""]
     md += [f"![{name}]({name}.png)" for name in images]
     (out_dir / "leaderboard.md").write_text("\n".join(md) + "\n", encoding="utf-8")
-    (out_dir / "leaderboard.html").write_text(_html(board, context, problems, xda, images), encoding="utf-8")
+    (out_dir / "leaderboard.html").write_text(
+        _html(board, context, problems, xda, images), encoding="utf-8"
+    )
     return board
 
 
@@ -289,7 +324,11 @@ _XDA_NOTES = (
 
 
 def _html(
-    board: pd.DataFrame, context: pd.DataFrame, problems: pd.DataFrame, xda: pd.DataFrame, images: dict[str, str]
+    board: pd.DataFrame,
+    context: pd.DataFrame,
+    problems: pd.DataFrame,
+    xda: pd.DataFrame,
+    images: dict[str, str],
 ) -> str:
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>dattr_eval leaderboard</title>",
@@ -300,12 +339,22 @@ def _html(
     if not context.empty:
         parts += ["<h2>Benchmarks</h2>", context.to_html(escape=True)]
     if not xda.empty:
-        parts += ["<h2>Feature-level (XDA) scores</h2>", xda.to_html(float_format=_fmt, na_rep="–", escape=True),
-                  f"<p class='note'>{html.escape(_XDA_NOTES)}</p>"]
+        parts += [
+            "<h2>Feature-level (XDA) scores</h2>",
+            xda.to_html(float_format=_fmt, na_rep="–", escape=True),
+            f"<p class='note'>{html.escape(_XDA_NOTES)}</p>",
+        ]
     if not problems.empty:
         parts += ["<h2>Failed or skipped</h2>", problems.to_html(escape=True, index=False)]
-    titles = {"heatmap": "Scores by metric", "runtime_vs_rank": "Runtime vs. average rank", "memory": "Peak memory"}
+    titles = {
+        "heatmap": "Scores by metric",
+        "runtime_vs_rank": "Runtime vs. average rank",
+        "memory": "Peak memory",
+    }
     for name, data in images.items():
-        parts += [f"<h2>{titles[name]}</h2>", f"<img alt='{name}' src='data:image/png;base64,{data}'>"]
+        parts += [
+            f"<h2>{titles[name]}</h2>",
+            f"<img alt='{name}' src='data:image/png;base64,{data}'>",
+        ]
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -12,8 +12,9 @@ import csv
 import json
 import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -122,10 +123,14 @@ def read_results(out_dir: str | os.PathLike[str], latest: bool = True) -> pd.Dat
     path = Path(out_dir) / RESULTS_FILE
     if not path.exists():
         return pd.DataFrame(columns=list(COLUMNS))
-    df = pd.read_csv(path, keep_default_na=False, na_values={c: [""] for c in COLUMNS if c not in _TEXT})
+    df = pd.read_csv(
+        path, keep_default_na=False, na_values={c: [""] for c in COLUMNS if c not in _TEXT}
+    )
     for col in _TEXT:
         df[col] = df[col].astype(str)
-    df["higher_is_better"] = df["higher_is_better"].map({"True": True, "False": False, True: True, False: False})
+    df["higher_is_better"] = df["higher_is_better"].map(
+        {"True": True, "False": False, True: True, False: False}
+    )
     if latest and len(df):
         df = df.drop_duplicates(subset=list(KEY), keep="last").reset_index(drop=True)
     return df

@@ -68,7 +68,9 @@ class XDASettings:
             return xda
         if isinstance(xda, dict):
             return cls(**xda)
-        raise TypeError(f"xda must be a bool, an XDASettings or a dict of its fields, got {type(xda).__name__}")
+        raise TypeError(
+            f"xda must be a bool, an XDASettings or a dict of its fields, got {type(xda).__name__}"
+        )
 
 
 def supports_xda(explainer: Explainer, bench: Benchmark) -> bool:

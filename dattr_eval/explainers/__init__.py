@@ -22,10 +22,10 @@ def create(name: str, **kwargs: Any) -> Explainer:
     return REGISTRY.create(name, **kwargs)
 
 
-__all__ = ["Explainer", "NotFittedError", "REGISTRY", "register", "create", "names", "get"]
+__all__ = ["REGISTRY", "Explainer", "NotFittedError", "create", "get", "names", "register"]
 
 # Built-in explainers register on import (kept last: they import ``register`` from here).
-from dattr_eval.discovery import import_submodules  # noqa: E402
+from dattr_eval.discovery import import_submodules
 
 import_submodules(__name__, __path__, skip=("base",))
 # Peer adapters (captum.*, traker.*, ...): cheap to import, the peer packages load inside ``fit``.

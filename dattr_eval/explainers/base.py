@@ -66,7 +66,7 @@ class Explainer(ParamsMixin):
     batch_size: int = 256
 
     # ------------------------------------------------------------------ public API
-    def fit(self, model: nn.Module, train_dataset: Dataset) -> "Explainer":
+    def fit(self, model: nn.Module, train_dataset: Dataset) -> Explainer:
         """Fit on ``model`` and the training set it was trained on; returns ``self``."""
         check_model(model)
         check_dataset(train_dataset)
@@ -197,9 +197,13 @@ class Explainer(ParamsMixin):
 
     def _explain_checked(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """``_explain`` as float32, checked against the contract, ``(b, n_train)``."""
-        return check_attributions(self._explain(inputs, targets).float(), inputs.shape[0], self.n_train_)
+        return check_attributions(
+            self._explain(inputs, targets).float(), inputs.shape[0], self.n_train_
+        )
 
-    def _batch_topk(self, inputs: torch.Tensor, targets: torch.Tensor, k: int, chunk_size: int) -> TopK:
+    def _batch_topk(
+        self, inputs: torch.Tensor, targets: torch.Tensor, k: int, chunk_size: int
+    ) -> TopK:
         """Top ``k`` of one test batch: streamed over ``_column_scorer`` chunks, else dense."""
         scorer = self._column_scorer(inputs, targets)
         if scorer is None:
@@ -208,7 +212,10 @@ class Explainer(ParamsMixin):
         for start in range(0, scorer.n_columns, chunk_size):
             stop = min(start + chunk_size, scorer.n_columns)
             block = check_attributions(
-                scorer.score(start, stop).float(), inputs.shape[0], stop - start, name="column scores"
+                scorer.score(start, stop).float(),
+                inputs.shape[0],
+                stop - start,
+                name="column scores",
             )
             part = fast_topk(block, min(k, stop - start))
             best = part if best is None else merge_topk(best, part, k, offset=start)
@@ -230,7 +237,9 @@ class Explainer(ParamsMixin):
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
-            raise NotFittedError(f"{type(self).__name__} is not fitted yet: call fit(model, train_dataset) first")
+            raise NotFittedError(
+                f"{type(self).__name__} is not fitted yet: call fit(model, train_dataset) first"
+            )
 
     def train_loader(self) -> torch.utils.data.DataLoader:
         """The training set in fixed order, batched by ``batch_size``."""

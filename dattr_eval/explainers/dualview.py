@@ -64,7 +64,9 @@ class DualView(Explainer):
     one ``(n_test, d) x (d, n_sv)`` product per ``explain``. Memory: ``n_train x (d + K)``.
     """
 
-    summary = "DualView: dual variables of a Crammer-Singer SVM surrogate times feature inner products"
+    summary = (
+        "DualView: dual variables of a Crammer-Singer SVM surrogate times feature inner products"
+    )
     citation = (
         "Yolcu et al., DualView: Data Attribution from the Dual Perspective, arXiv:2402.12118, 2024"
     )
@@ -131,7 +133,9 @@ class DualView(Explainer):
         if not self.normalize:
             return raw
         # constant dimensions (std 0) become 0 rather than NaN
-        std = torch.where(self.feature_std_ > 0, self.feature_std_, torch.ones_like(self.feature_std_))
+        std = torch.where(
+            self.feature_std_ > 0, self.feature_std_, torch.ones_like(self.feature_std_)
+        )
         return (raw - self.feature_mean_) / std
 
     # ------------------------------------------------------------------ explain
@@ -150,7 +154,12 @@ class DualView(Explainer):
 
     def _explain(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return support_attributions(
-            self.features(inputs), targets, self.support_features_, self.support_coef_, self.support_, self.n_train_
+            self.features(inputs),
+            targets,
+            self.support_features_,
+            self.support_coef_,
+            self.support_,
+            self.n_train_,
         )
 
     def _column_scorer(self, inputs: torch.Tensor, targets: torch.Tensor) -> ColumnScorer:
@@ -160,7 +169,12 @@ class DualView(Explainer):
         def score(start: int, stop: int) -> torch.Tensor:
             rows = slice(start, stop)
             return support_attributions(
-                phi, targets, self.support_features_[rows], self.support_coef_[rows], self.support_[rows], stop - start
+                phi,
+                targets,
+                self.support_features_[rows],
+                self.support_coef_[rows],
+                self.support_[rows],
+                stop - start,
             )
 
         return ColumnScorer(score, self.support_.numel(), self.support_)
@@ -198,8 +212,12 @@ class DualView(Explainer):
             "prediction_accuracy": float((pred_s == pred_m).double().mean()),
             "prediction_mcc": float(matthews_corrcoef(pred_m.cpu().numpy(), pred_s.cpu().numpy())),
             "logit_kendall_tau": float(kendall_tau_rows(model_logits, surrogate).mean()),
-            "logit_cosine": float(torch.nn.functional.cosine_similarity(model_logits, surrogate, dim=1).mean()),
-            "surrogate_train_accuracy": float((pred_s.cpu() == self.train_labels_.cpu()).double().mean()),
+            "logit_cosine": float(
+                torch.nn.functional.cosine_similarity(model_logits, surrogate, dim=1).mean()
+            ),
+            "surrogate_train_accuracy": float(
+                (pred_s.cpu() == self.train_labels_.cpu()).double().mean()
+            ),
             "support_fraction": self.support_.numel() / self.n_train_,
             "duality_gap": self.duality_gap_,
         }
@@ -210,7 +228,9 @@ class DualView(Explainer):
         if weight is None or tuple(weight.shape) != tuple(surrogate.shape):
             return float("nan")
         if self.normalize:
-            std = torch.where(self.feature_std_ > 0, self.feature_std_, torch.ones_like(self.feature_std_))
+            std = torch.where(
+                self.feature_std_ > 0, self.feature_std_, torch.ones_like(self.feature_std_)
+            )
             surrogate = surrogate / std.double()
         cos = torch.nn.functional.cosine_similarity(weight.detach().double(), surrogate, dim=1)
         return float(cos.mean())

@@ -22,7 +22,9 @@ def classifier_layer(model: nn.Module, layer: str | None = None) -> tuple[str, n
     modules = dict(model.named_modules())
     if layer is not None:
         if layer not in modules:
-            raise ValueError(f"layer={layer!r} is not a submodule of the model; known: {list(modules)[1:]}")
+            raise ValueError(
+                f"layer={layer!r} is not a submodule of the model; known: {list(modules)[1:]}"
+            )
         return layer, modules[layer]
     linears = [(name, m) for name, m in modules.items() if isinstance(m, nn.Linear)]
     if not linears:

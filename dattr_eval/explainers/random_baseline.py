@@ -14,7 +14,9 @@ from dattr_eval.explainers.base import Explainer
 
 def _content_key(x: torch.Tensor) -> int:
     """A process-independent 63-bit key of a tensor's bytes (Python's ``hash`` is salted)."""
-    digest = hashlib.blake2b(x.detach().cpu().contiguous().numpy().tobytes(), digest_size=8).digest()
+    digest = hashlib.blake2b(
+        x.detach().cpu().contiguous().numpy().tobytes(), digest_size=8
+    ).digest()
     return int.from_bytes(digest, "little") >> 1
 
 

@@ -187,7 +187,9 @@ class CrammerSingerSVC:
         self.progress = progress
 
     # ------------------------------------------------------------------ public API
-    def fit(self, X: torch.Tensor, y: torch.Tensor, n_classes: int | None = None) -> "CrammerSingerSVC":
+    def fit(
+        self, X: torch.Tensor, y: torch.Tensor, n_classes: int | None = None
+    ) -> CrammerSingerSVC:
         """Solve the dual on features ``X (n, d)`` and labels ``y (n,)``; ``n_classes`` defaults to ``max(y) + 1``."""
         check_positive(self.C, "C")
         check_positive(self.tol, "tol")
@@ -238,7 +240,9 @@ class CrammerSingerSVC:
             return X
         return torch.cat([X, X.new_full((X.shape[0], 1), float(self.intercept_scaling))], 1)
 
-    def _solve_sequential(self, phi: torch.Tensor, y: torch.Tensor, k: int) -> tuple[torch.Tensor, int, float]:
+    def _solve_sequential(
+        self, phi: torch.Tensor, y: torch.Tensor, k: int
+    ) -> tuple[torch.Tensor, int, float]:
         """liblinear's schedule around the compiled epoch; returns ``(alpha, epochs, gap)``."""
         kernels = _sequential_kernels()
         X = np.ascontiguousarray(phi.detach().cpu().double().numpy())
@@ -255,14 +259,20 @@ class CrammerSingerSVC:
         # are cheap), or a quarter of it when the shrinking rule signals convergence at its tolerance
         check_work = n * k
         shrink_tol, work, gap = 1.0, 0, float("inf")  # liblinear starts at max(10 eps, 1)
-        bar = tqdm(range(1, self.max_iter + 1), disable=not self.progress, desc="CS-SVM dual", leave=False)
+        bar = tqdm(
+            range(1, self.max_iter + 1), disable=not self.progress, desc="CS-SVM dual", leave=False
+        )
         for epoch in bar:
             active, stopping, epoch_work = kernels.cs_epoch(
                 X, labels, sq_norms, C, alpha, weight, index, active, n_active, class_slots, y_slot
             )
             work += epoch_work
             unshrink = stopping < shrink_tol
-            if work >= check_work or (unshrink and 4 * work >= check_work) or epoch == self.max_iter:
+            if (
+                work >= check_work
+                or (unshrink and 4 * work >= check_work)
+                or epoch == self.max_iter
+            ):
                 loss, own = kernels.cs_gap_terms(X, labels, weight, alpha)
                 ww = float(np.einsum("ij,ij->", weight, weight))
                 gap = relative_gap(0.5 * ww + C * loss, 0.5 * ww - own)
@@ -275,22 +285,30 @@ class CrammerSingerSVC:
                 n_active[:] = k
         return torch.from_numpy(alpha).to(device=phi.device, dtype=phi.dtype), epoch, gap
 
-    def _solve_block(self, phi: torch.Tensor, y: torch.Tensor, k: int) -> tuple[torch.Tensor, int, float]:
+    def _solve_block(
+        self, phi: torch.Tensor, y: torch.Tensor, k: int
+    ) -> tuple[torch.Tensor, int, float]:
         """Block-parallel CD in torch; returns ``(alpha, epochs, gap)``."""
         n, C = phi.shape[0], float(self.C)
         cost = _cost_matrix(y, k, phi.dtype)
         sq_norms = (phi * phi).sum(1)
-        usable = (sq_norms > 0).nonzero().squeeze(1)  # phi_i = 0 leaves the dual unchanged: alpha_i = 0
+        usable = (
+            (sq_norms > 0).nonzero().squeeze(1)
+        )  # phi_i = 0 leaves the dual unchanged: alpha_i = 0
         alpha = phi.new_zeros(n, k)
         weight = phi.new_zeros(k, phi.shape[1])
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
         gap = float("inf")
-        bar = tqdm(range(self.max_iter + 1), disable=not self.progress, desc="CS-SVM dual", leave=False)
+        bar = tqdm(
+            range(self.max_iter + 1), disable=not self.progress, desc="CS-SVM dual", leave=False
+        )
         for epoch in bar:
             scores = phi @ weight.T
             losses = hinge_losses(scores, y)
             ww = (weight * weight).sum()
-            gap = relative_gap(float(0.5 * ww + C * losses.sum()), float(0.5 * ww + (alpha * cost).sum()))
+            gap = relative_gap(
+                float(0.5 * ww + C * losses.sum()), float(0.5 * ww + (alpha * cost).sum())
+            )
             bar.set_postfix(gap=f"{gap:.1e}")
             if gap <= self.tol or epoch == self.max_iter:
                 break
@@ -298,7 +316,9 @@ class CrammerSingerSVC:
             candidates = usable[(losses[usable] > 0) | (alpha[usable] != 0).any(1)]
             order = candidates[torch.randperm(candidates.numel(), generator=gen).to(phi.device)]
             for block in order.split(self.block_size):
-                self._block_step(phi[block], y[block], cost[block], sq_norms[block], alpha, block, weight, C)
+                self._block_step(
+                    phi[block], y[block], cost[block], sq_norms[block], alpha, block, weight, C
+                )
         return alpha, epoch, gap
 
     @staticmethod
@@ -354,8 +374,17 @@ def _sequential_kernels():
     one = np.ones((2, 2))
     zeros = np.zeros(2, dtype=np.int64)
     svm_sequential.cs_epoch(
-        one, zeros, one.sum(1), 1.0, np.zeros((2, 2)), np.zeros((2, 2)), np.arange(2), 2,
-        np.full(2, 2), np.tile(np.arange(2), (2, 1)), zeros.copy(),
+        one,
+        zeros,
+        one.sum(1),
+        1.0,
+        np.zeros((2, 2)),
+        np.zeros((2, 2)),
+        np.arange(2),
+        2,
+        np.full(2, 2),
+        np.tile(np.arange(2), (2, 1)),
+        zeros.copy(),
     )
     svm_sequential.cs_gap_terms(one, zeros, one, one)
     svm_sequential.seed(0)

@@ -29,15 +29,24 @@ def _dot(w: np.ndarray, x: np.ndarray) -> float:
 
 
 @njit(cache=True)
-def _shrinkable(slot: int, y_slot: int, alpha_m: float, grad_m: float, C: float, min_grad: float) -> bool:
+def _shrinkable(
+    slot: int, y_slot: int, alpha_m: float, grad_m: float, C: float, min_grad: float
+) -> bool:
     """liblinear ``be_shrunk``: the class in ``slot`` sits at its bound and its gradient is below ``min_grad``."""
     bound = C if slot == y_slot else 0.0
     return alpha_m == bound and grad_m < min_grad
 
 
 @njit(cache=True)
-def _subproblem(b: np.ndarray, n_act: int, y_slot: int, a_i: float, C: float, sorted_buf: np.ndarray,
-                alpha_new: np.ndarray) -> None:
+def _subproblem(
+    b: np.ndarray,
+    n_act: int,
+    y_slot: int,
+    a_i: float,
+    C: float,
+    sorted_buf: np.ndarray,
+    alpha_new: np.ndarray,
+) -> None:
     """liblinear ``solve_sub_problem`` over the first ``n_act`` slots; writes ``alpha_new[:n_act]``.
 
     Minimises ``1/2 a_i ||a||^2 + b.a`` s.t. ``a_m <= C [m == y_slot]``, ``sum a = -(alpha of shrunk
@@ -178,7 +187,9 @@ def cs_epoch(
 
 
 @njit(cache=True)
-def cs_gap_terms(X: np.ndarray, y: np.ndarray, W: np.ndarray, alpha: np.ndarray) -> tuple[float, float]:
+def cs_gap_terms(
+    X: np.ndarray, y: np.ndarray, W: np.ndarray, alpha: np.ndarray
+) -> tuple[float, float]:
     """``(sum_i hinge_i, sum_i alpha_{i, y_i})`` for ``X (n, d)``, ``W (K, d)``, ``alpha (n, K)``.
 
     ``hinge_i = max(0, max_{m != y_i} 1 + w_m.phi_i - w_{y_i}.phi_i)``; the objectives follow from

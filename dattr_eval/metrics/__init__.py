@@ -18,9 +18,18 @@ def create(name: str, **kwargs: Any) -> Metric:
     return REGISTRY.create(name, **kwargs)
 
 
-__all__ = ["Metric", "MetricResult", "MissingGroundTruthError", "REGISTRY", "register", "create", "names", "get"]
+__all__ = [
+    "REGISTRY",
+    "Metric",
+    "MetricResult",
+    "MissingGroundTruthError",
+    "create",
+    "get",
+    "names",
+    "register",
+]
 
 # Built-in metrics register on import (kept last: they import ``register`` from here).
-from dattr_eval.discovery import import_submodules  # noqa: E402
+from dattr_eval.discovery import import_submodules
 
 import_submodules(__name__, __path__, skip=("base",))

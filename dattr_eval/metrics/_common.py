@@ -12,7 +12,9 @@ from dattr_eval.metrics.base import Metric, MetricResult
 from dattr_eval.validation import check_labels, check_tensor
 
 
-def finite_mean_result(metric: Metric, per_sample: torch.Tensor, undefined: str, **extras: Any) -> MetricResult:
+def finite_mean_result(
+    metric: Metric, per_sample: torch.Tensor, undefined: str, **extras: Any
+) -> MetricResult:
     """``MetricResult`` whose score is the mean of the finite entries of ``per_sample``.
 
     Entries that are NaN (undefined for that test point, e.g. a constant attribution row has no
@@ -22,7 +24,9 @@ def finite_mean_result(metric: Metric, per_sample: torch.Tensor, undefined: str,
     finite = torch.isfinite(per_sample)
     n_bad = int((~finite).sum())
     if n_bad:
-        warnings.warn(f"metric {metric.name!r}: {n_bad} of {per_sample.numel()} test point(s) left out: {undefined}")
+        warnings.warn(
+            f"metric {metric.name!r}: {n_bad} of {per_sample.numel()} test point(s) left out: {undefined}"
+        )
     score = float(per_sample[finite].double().mean()) if bool(finite.any()) else float("nan")
     return metric._result(score, per_sample=per_sample, n_scored=int(finite.sum()), **extras)
 
@@ -33,10 +37,14 @@ def selected_mean_result(metric: Metric) -> MetricResult:
         raise RuntimeError(f"metric {metric.name!r}: compute() called before any update()")
     per_sample = torch.cat(metric._per_sample)
     if per_sample.numel() == 0:
-        warnings.warn(f"metric {metric.name!r}: no test point was selected (predicted as shortcut_class "
-                      "with another true label); score is NaN")
+        warnings.warn(
+            f"metric {metric.name!r}: no test point was selected (predicted as shortcut_class "
+            "with another true label); score is NaN"
+        )
         return metric._result(float("nan"), per_sample=per_sample, n_scored=0)
-    return metric._result(float(per_sample.mean()), per_sample=per_sample, n_scored=per_sample.numel())
+    return metric._result(
+        float(per_sample.mean()), per_sample=per_sample, n_scored=per_sample.numel()
+    )
 
 
 def index_mask(indices: Any, n: int, name: str) -> torch.Tensor:
@@ -49,7 +57,9 @@ def index_mask(indices: Any, n: int, name: str) -> torch.Tensor:
     return mask
 
 
-def shortcut_selection(truth: GroundTruth, b: int, filter_by_prediction: bool, filter_by_class: bool) -> torch.Tensor:
+def shortcut_selection(
+    truth: GroundTruth, b: int, filter_by_prediction: bool, filter_by_class: bool
+) -> torch.Tensor:
     """``(b,)`` bool: the test points a shortcut metric scores.
 
     Selected: predicted as ``shortcut_class`` (if ``filter_by_prediction``) and with a true label
@@ -57,9 +67,14 @@ def shortcut_selection(truth: GroundTruth, b: int, filter_by_prediction: bool, f
     """
     keep = torch.ones(b, dtype=torch.bool)
     if filter_by_prediction:
-        keep &= check_labels(truth.test_predictions, "test_predictions", length=b).cpu() == truth.shortcut_class
+        keep &= (
+            check_labels(truth.test_predictions, "test_predictions", length=b).cpu()
+            == truth.shortcut_class
+        )
     if filter_by_class:
-        keep &= check_labels(truth.test_labels, "test_labels", length=b).cpu() != truth.shortcut_class
+        keep &= (
+            check_labels(truth.test_labels, "test_labels", length=b).cpu() != truth.shortcut_class
+        )
     return keep
 
 
@@ -95,4 +110,6 @@ def retrained_outputs(truth: GroundTruth, train_indices: torch.Tensor) -> torch.
             "retrain_fn must return a (n_test,) float tensor of target log-probabilities on the whole "
             f"test set (see GroundTruth.retrain_fn), got {type(out).__name__}"
         )
-    return check_tensor(out.detach().cpu(), "retrain_fn output", ndim=1, floating=True, finite=True).double()
+    return check_tensor(
+        out.detach().cpu(), "retrain_fn output", ndim=1, floating=True, finite=True
+    ).double()

@@ -66,7 +66,7 @@ class Metric(ParamsMixin):
         """Forget all accumulated batches."""
         self._per_sample: list[torch.Tensor] = []
 
-    def merge(self, other: "Metric") -> "Metric":
+    def merge(self, other: Metric) -> Metric:
         """Fold another instance's accumulated state into this one (same settings)."""
         if type(other) is not type(self) or other.get_params() != self.get_params():
             raise ValueError("can only merge metrics of the same class and settings")
@@ -75,7 +75,10 @@ class Metric(ParamsMixin):
 
     # ------------------------------------------------------------------ API
     def update(
-        self, attributions: torch.Tensor | TopK | None, truth: GroundTruth | dict | None = None, **fields: Any
+        self,
+        attributions: torch.Tensor | TopK | None,
+        truth: GroundTruth | dict | None = None,
+        **fields: Any,
     ) -> None:
         """Accumulate one test batch.
 
@@ -104,7 +107,10 @@ class Metric(ParamsMixin):
         return self._result(float(per_sample.float().mean()), per_sample=per_sample)
 
     def __call__(
-        self, attributions: torch.Tensor | TopK | None, truth: GroundTruth | dict | None = None, **fields: Any
+        self,
+        attributions: torch.Tensor | TopK | None,
+        truth: GroundTruth | dict | None = None,
+        **fields: Any,
     ) -> MetricResult:
         """Score one batch: ``reset``, ``update``, ``compute``."""
         self.reset()
@@ -120,7 +126,9 @@ class Metric(ParamsMixin):
         self._per_sample.append(self.score_batch(attributions, truth).detach().cpu().float())
 
     # ------------------------------------------------------------------ helpers
-    def _result(self, score: float, per_sample: torch.Tensor | None = None, **extras: Any) -> MetricResult:
+    def _result(
+        self, score: float, per_sample: torch.Tensor | None = None, **extras: Any
+    ) -> MetricResult:
         return MetricResult(
             name=self.name,
             score=float(score),
@@ -133,7 +141,9 @@ class Metric(ParamsMixin):
     def _check_attributions(self, attributions: Any, truth: GroundTruth) -> torch.Tensor | TopK:
         if isinstance(attributions, TopK):
             if not self.accepts_topk:
-                raise TypeError(f"metric {self.name!r} needs dense attributions (n_test, n_train), got TopK")
+                raise TypeError(
+                    f"metric {self.name!r} needs dense attributions (n_test, n_train), got TopK"
+                )
             check_attributions(attributions.values, truth.n_test, None, name="attributions.values")
             return attributions
         return check_attributions(attributions, truth.n_test, truth.n_train)

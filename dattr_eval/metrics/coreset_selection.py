@@ -57,7 +57,9 @@ class CoresetSelection(Metric):
         check_mergeable_positions(self._explicit + other._explicit, self.name)
         super().merge(other)
         if other._global is not None:
-            self._global = other._global.clone() if self._global is None else self._global + other._global
+            self._global = (
+                other._global.clone() if self._global is None else self._global + other._global
+            )
         self._positions.extend(other._positions)
         self._explicit.extend(other._explicit)
         self._retrain_fn = self._retrain_fn or other._retrain_fn
@@ -67,7 +69,9 @@ class CoresetSelection(Metric):
         a = attributions.detach().double()
         batch = (a.abs() if self.aggregate == "abs" else a).sum(0).cpu()
         if self._global is not None and self._global.shape != batch.shape:
-            raise ValueError(f"attributions have n_train={batch.numel()}, earlier batches {self._global.numel()}")
+            raise ValueError(
+                f"attributions have n_train={batch.numel()}, earlier batches {self._global.numel()}"
+            )
         n_seen = sum(p.numel() for p in self._positions)
         positions, explicit = batch_positions(truth, a.shape[0], n_seen)
         self._global = batch if self._global is None else self._global + batch

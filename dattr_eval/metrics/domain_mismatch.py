@@ -40,7 +40,9 @@ class DomainMismatch(Metric):
 
     def score_batch(self, attributions: torch.Tensor | TopK, truth: GroundTruth) -> torch.Tensor:
         top1 = topk(attributions, 1).indices[:, 0].cpu()
-        keep = shortcut_selection(truth, top1.shape[0], self.filter_by_prediction, self.filter_by_class)
+        keep = shortcut_selection(
+            truth, top1.shape[0], self.filter_by_prediction, self.filter_by_class
+        )
         marked = check_labels(truth.marked_train_indices, "marked_train_indices").cpu()
         return torch.isin(top1[keep], marked).double()
 

@@ -29,7 +29,9 @@ class FeatureShortcut(Metric):
     """
 
     summary = "mean AUPRC of shortcut-misled test points' attributions against the marked training samples"
-    citation = "Yolcu et al., DualView: Data Attribution from the Dual Perspective, 2024 (domain mismatch)"
+    citation = (
+        "Yolcu et al., DualView: Data Attribution from the Dual Perspective, 2024 (domain mismatch)"
+    )
     category = "ground-truth"
     higher_is_better = True
     requires = ("marked_train_indices", "shortcut_class", "test_predictions", "test_labels")
@@ -40,12 +42,17 @@ class FeatureShortcut(Metric):
         super().__init__()
 
     def score_batch(self, attributions: torch.Tensor, truth: GroundTruth) -> torch.Tensor:
-        keep = shortcut_selection(truth, attributions.shape[0], self.filter_by_prediction, self.filter_by_class)
-        marked = index_mask(truth.marked_train_indices, attributions.shape[1], "marked_train_indices")
+        keep = shortcut_selection(
+            truth, attributions.shape[0], self.filter_by_prediction, self.filter_by_class
+        )
+        marked = index_mask(
+            truth.marked_train_indices, attributions.shape[1], "marked_train_indices"
+        )
         if not bool(marked.any()):
             raise ValueError("marked_train_indices is empty: no marked training sample to detect")
-        return average_precision_rows(attributions.detach()[keep.to(attributions.device)].double(), marked)
+        return average_precision_rows(
+            attributions.detach()[keep.to(attributions.device)].double(), marked
+        )
 
     def compute(self) -> MetricResult:
         return selected_mean_result(self)
-

@@ -48,7 +48,9 @@ class Fidelity(Metric):
         seed: seed of the random removal set (leave-k-out only).
     """
 
-    summary = "linear datamodeling score over retrained subset models (or leave-top-k-out retraining)"
+    summary = (
+        "linear datamodeling score over retrained subset models (or leave-top-k-out retraining)"
+    )
     citation = "Park et al., TRAK: Attributing Model Behavior at Scale, ICML 2023"
     category = "retraining"
     higher_is_better = True
@@ -92,10 +94,14 @@ class Fidelity(Metric):
         b, n_train = attributions.shape
         masks = check_tensor(truth.subset_masks, "subset_masks", ndim=2)
         if masks.shape[1] != n_train:
-            raise ValueError(f"subset_masks must have shape (m, n_train={n_train}), got {tuple(masks.shape)}")
+            raise ValueError(
+                f"subset_masks must have shape (m, n_train={n_train}), got {tuple(masks.shape)}"
+            )
         m = masks.shape[0]
         if m < 3:
-            raise ValueError(f"subset_masks holds m={m} subsets; a rank correlation needs at least 3")
+            raise ValueError(
+                f"subset_masks holds m={m} subsets; a rank correlation needs at least 3"
+            )
         outputs = check_attributions(truth.subset_outputs, m, b, name="subset_outputs (m, b)")
         a = attributions.detach().double()
         sums = a @ masks.to(a.device).double().T  # (b, m)
@@ -104,7 +110,9 @@ class Fidelity(Metric):
     def _leave_k_out(self, attributions: torch.Tensor | TopK, truth: GroundTruth) -> torch.Tensor:
         n_train = attributions.shape[1] if isinstance(attributions, torch.Tensor) else truth.n_train
         if n_train is None:
-            raise ValueError("leave_k_out with TopK attributions needs train_labels in the ground truth (for n_train)")
+            raise ValueError(
+                "leave_k_out with TopK attributions needs train_labels in the ground truth (for n_train)"
+            )
         if self.top_k >= n_train:
             raise ValueError(f"top_k={self.top_k} must be < n_train={n_train}")
         top = topk(attributions, self.top_k).indices.cpu()  # (b, k)
@@ -115,7 +123,9 @@ class Fidelity(Metric):
         random_removed = torch.randperm(n_train, generator=gen)[: self.top_k]
         full = self._retrained(truth, torch.empty(0, dtype=torch.long), n_train)[positions]
         out_random = self._retrained(truth, random_removed, n_train)[positions]
-        out_top = torch.stack([self._retrained(truth, row, n_train)[p] for row, p in zip(top, positions)])
+        out_top = torch.stack(
+            [self._retrained(truth, row, n_train)[p] for row, p in zip(top, positions)]
+        )
         self._drops.append(torch.stack([full - out_top, full - out_random], dim=1))
         return out_random - out_top
 
@@ -134,5 +144,10 @@ class Fidelity(Metric):
         extras: dict[str, Any] = {}
         if self.mode == "leave_k_out":
             drops = torch.cat(self._drops)
-            extras = {"drop_top": float(drops[:, 0].mean()), "drop_random": float(drops[:, 1].mean())}
-        return finite_mean_result(self, per_sample, "constant attribution sums or outputs", **extras)
+            extras = {
+                "drop_top": float(drops[:, 0].mean()),
+                "drop_random": float(drops[:, 1].mean()),
+            }
+        return finite_mean_result(
+            self, per_sample, "constant attribution sums or outputs", **extras
+        )

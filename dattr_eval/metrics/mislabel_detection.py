@@ -43,7 +43,9 @@ class MislabelDetection(Metric):
         ranking: ``"self_influence"`` or ``"global"``.
     """
 
-    summary = "normalised area under the flipped-label detection curve of a (self-)influence ranking"
+    summary = (
+        "normalised area under the flipped-label detection curve of a (self-)influence ranking"
+    )
     citation = "Koh & Liang, Understanding Black-box Predictions via Influence Functions, ICML 2017"
     category = "ground-truth"
     higher_is_better = True
@@ -76,7 +78,9 @@ class MislabelDetection(Metric):
         return self
 
     @staticmethod
-    def _same(mine: torch.Tensor | None, theirs: torch.Tensor | None, field: str) -> torch.Tensor | None:
+    def _same(
+        mine: torch.Tensor | None, theirs: torch.Tensor | None, field: str
+    ) -> torch.Tensor | None:
         if mine is None or theirs is None:
             return theirs if mine is None else mine
         if mine.shape != theirs.shape or not torch.equal(mine, theirs):
@@ -86,15 +90,23 @@ class MislabelDetection(Metric):
     # ------------------------------------------------------------------ update / compute
     def _update(self, attributions: torch.Tensor | TopK | None, truth: GroundTruth) -> None:
         if self.ranking == "self_influence":
-            scores = check_tensor(truth.self_influence, "self_influence", ndim=1, floating=True, finite=True)
+            scores = check_tensor(
+                truth.self_influence, "self_influence", ndim=1, floating=True, finite=True
+            )
             scores = scores.detach().cpu().double()
             self._scores = self._same(self._scores, scores, "self_influence")
         else:
             mag = attributions.detach().abs().double()
             top = mag.max(dim=1, keepdim=True).values
-            batch = torch.where(top > 0, mag / top.clamp_min(torch.finfo(mag.dtype).tiny), 0.0).sum(0).cpu()
+            batch = (
+                torch.where(top > 0, mag / top.clamp_min(torch.finfo(mag.dtype).tiny), 0.0)
+                .sum(0)
+                .cpu()
+            )
             if self._scores is not None and self._scores.shape != batch.shape:
-                raise ValueError(f"attributions have n_train={batch.numel()}, earlier batches {self._scores.numel()}")
+                raise ValueError(
+                    f"attributions have n_train={batch.numel()}, earlier batches {self._scores.numel()}"
+                )
             self._scores = batch if self._scores is None else self._scores + batch
         flipped = index_mask(truth.mislabeled_indices, self._scores.numel(), "mislabeled_indices")
         self._flipped = self._same(self._flipped, flipped, "mislabeled_indices")
@@ -104,12 +116,15 @@ class MislabelDetection(Metric):
             raise RuntimeError(f"metric {self.name!r}: compute() called before any update()")
         n, n_c = self._scores.numel(), int(self._flipped.sum())
         if not 0 < n_c < n:
-            raise ValueError(f"mislabeled_indices must name between 1 and n_train-1={n - 1} samples, got {n_c}")
+            raise ValueError(
+                f"mislabeled_indices must name between 1 and n_train-1={n - 1} samples, got {n_c}"
+            )
         curve = detection_curve(self._scores, self._flipped)
         total = float(curve.sum())
         score = (total - (n_c + 1) / 2) / (n - n_c)
         raw_auc = float(torch.trapezoid(curve)) / n
         paper_min, paper_max = n_c / (2 * n), ((n_c + 1) / 2 + n - n_c) / n
         paper = (total / n - paper_min) / (paper_max - paper_min)
-        return self._result(score, raw_auc=raw_auc, paper_normalised=paper, curve=curve.tolist(),
-                            n_flipped=n_c)
+        return self._result(
+            score, raw_auc=raw_auc, paper_normalised=paper, curve=curve.tolist(), n_flipped=n_c
+        )

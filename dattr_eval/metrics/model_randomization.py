@@ -33,10 +33,16 @@ class ModelRandomization(Metric):
         super().__init__()
 
     def score_batch(self, attributions: torch.Tensor, truth: GroundTruth) -> torch.Tensor:
-        randomized = check_attributions(truth.randomized_attributions, *attributions.shape, name="randomized_attributions")
-        return spearman_rows(attributions.detach().double(), randomized.detach().to(attributions.device).double())
+        randomized = check_attributions(
+            truth.randomized_attributions, *attributions.shape, name="randomized_attributions"
+        )
+        return spearman_rows(
+            attributions.detach().double(), randomized.detach().to(attributions.device).double()
+        )
 
     def compute(self) -> MetricResult:
         if not self._per_sample:
             raise RuntimeError(f"metric {self.name!r}: compute() called before any update()")
-        return finite_mean_result(self, torch.cat(self._per_sample).double(), "constant attribution row")
+        return finite_mean_result(
+            self, torch.cat(self._per_sample).double(), "constant attribution row"
+        )

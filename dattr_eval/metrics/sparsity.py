@@ -30,7 +30,9 @@ class Sparsity(Metric):
         eps: threshold on ``|a_i| / max|a|`` for near-zero entries (the paper's 1e-6).
     """
 
-    summary = "Hoyer sparsity and share of near-zero entries of each attribution row (higher = sparser)"
+    summary = (
+        "Hoyer sparsity and share of near-zero entries of each attribution row (higher = sparser)"
+    )
     citation = "Hoyer, Non-negative Matrix Factorization with Sparseness Constraints, JMLR 2004"
     category = "property"
     higher_is_better = True
@@ -53,7 +55,9 @@ class Sparsity(Metric):
     def _update(self, attributions: torch.Tensor, truth: GroundTruth) -> None:
         n = attributions.shape[1]
         if n < 2:
-            raise ValueError(f"sparsity needs n_train >= 2 columns, got attributions of shape {tuple(attributions.shape)}")
+            raise ValueError(
+                f"sparsity needs n_train >= 2 columns, got attributions of shape {tuple(attributions.shape)}"
+            )
         mag = attributions.detach().abs().double()
         l1, l2, top = mag.sum(1), mag.norm(dim=1), mag.max(1).values
         zero = top == 0
@@ -67,5 +71,9 @@ class Sparsity(Metric):
             raise RuntimeError(f"metric {self.name!r}: compute() called before any update()")
         hoyer, near = torch.cat(self._per_sample), torch.cat(self._near_zero)
         per_sample = hoyer if self.measure == "hoyer" else near
-        return self._result(float(per_sample.mean()), per_sample=per_sample,
-                            hoyer=float(hoyer.mean()), near_zero=float(near.mean()))
+        return self._result(
+            float(per_sample.mean()),
+            per_sample=per_sample,
+            hoyer=float(hoyer.mean()),
+            near_zero=float(near.mean()),
+        )

@@ -54,4 +54,6 @@ class TopKCardinality(Metric):
         if self._n_test == 0:
             raise RuntimeError(f"metric {self.name!r}: compute() called before any update()")
         n_distinct = int(self._distinct.numel())
-        return self._result(n_distinct / (self._n_test * self.top_k), n_distinct=n_distinct, n_test=self._n_test)
+        return self._result(
+            n_distinct / (self._n_test * self.top_k), n_distinct=n_distinct, n_test=self._n_test
+        )

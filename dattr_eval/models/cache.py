@@ -47,20 +47,32 @@ class ModelCache:
 
     def key(self, recipe: TrainRecipe, train_dataset: Dataset, tag: str = "") -> str:
         """The cache key: hash of the recipe fields, ``tag`` and ``data_fingerprint(train_dataset)``."""
-        payload = json.dumps({"recipe": dataclasses.asdict(recipe), "tag": tag,
-                              "data": data_fingerprint(train_dataset)}, sort_keys=True)
+        payload = json.dumps(
+            {
+                "recipe": dataclasses.asdict(recipe),
+                "tag": tag,
+                "data": data_fingerprint(train_dataset),
+            },
+            sort_keys=True,
+        )
         return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
-    def get_or_train(self, recipe: TrainRecipe, train_dataset: Dataset, tag: str = "",
-                     progress: bool = False) -> TrainedModel:
+    def get_or_train(
+        self, recipe: TrainRecipe, train_dataset: Dataset, tag: str = "", progress: bool = False
+    ) -> TrainedModel:
         """The cached model for this recipe and data, training (and storing) it on a miss."""
         folder = self.root / self.key(recipe, train_dataset, tag)
         if (folder / MANIFEST).is_file():
             return self._load(folder, recipe)
         trained = train_model(recipe, train_dataset, checkpoint_dir=folder, progress=progress)
         torch.save(trained.model.state_dict(), folder / "model.pt")
-        manifest = {"recipe": dataclasses.asdict(recipe), "tag": tag,
-                    "checkpoints": [{"file": c.path.name, "epoch": c.epoch, "lr": c.lr} for c in trained.checkpoints]}
+        manifest = {
+            "recipe": dataclasses.asdict(recipe),
+            "tag": tag,
+            "checkpoints": [
+                {"file": c.path.name, "epoch": c.epoch, "lr": c.lr} for c in trained.checkpoints
+            ],
+        }
         tmp = folder / f"{MANIFEST}.tmp"
         tmp.write_text(json.dumps(manifest, indent=2))
         os.replace(tmp, folder / MANIFEST)
@@ -69,6 +81,11 @@ class ModelCache:
     @staticmethod
     def _load(folder: Path, recipe: TrainRecipe) -> TrainedModel:
         manifest = json.loads((folder / MANIFEST).read_text())
-        model = load_checkpoint(build_model(recipe.arch, recipe.n_classes, recipe.in_channels), folder / "model.pt")
-        checkpoints = [Checkpoint(folder / c["file"], int(c["epoch"]), float(c["lr"])) for c in manifest["checkpoints"]]
+        model = load_checkpoint(
+            build_model(recipe.arch, recipe.n_classes, recipe.in_channels), folder / "model.pt"
+        )
+        checkpoints = [
+            Checkpoint(folder / c["file"], int(c["epoch"]), float(c["lr"]))
+            for c in manifest["checkpoints"]
+        ]
         return TrainedModel(model.eval(), checkpoints)

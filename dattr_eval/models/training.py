@@ -71,13 +71,20 @@ class TrainedModel(NamedTuple):
 def _optimizer(recipe: TrainRecipe, model: nn.Module) -> torch.optim.Optimizer:
     check_choice(recipe.optimizer, "optimizer", ("sgd", "adam"))
     if recipe.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-                               weight_decay=recipe.weight_decay)
+        return torch.optim.SGD(
+            model.parameters(),
+            lr=recipe.lr,
+            momentum=recipe.momentum,
+            weight_decay=recipe.weight_decay,
+        )
     return torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
 
 
 def train_model(
-    recipe: TrainRecipe, train_dataset: Dataset, checkpoint_dir: str | Path | None = None, progress: bool = False
+    recipe: TrainRecipe,
+    train_dataset: Dataset,
+    checkpoint_dir: str | Path | None = None,
+    progress: bool = False,
 ) -> TrainedModel:
     """Train ``recipe`` on ``train_dataset`` with cross-entropy; same inputs give the same weights.
 
@@ -98,7 +105,9 @@ def train_model(
     checkpoints: list[Checkpoint] = []
     model.train()
     for epoch in tqdm(range(1, recipe.epochs + 1), desc="train", disable=not progress):
-        for x, y in make_loader(train_dataset, recipe.batch_size, shuffle=True, seed=recipe.seed * 100_003 + epoch):
+        for x, y in make_loader(
+            train_dataset, recipe.batch_size, shuffle=True, seed=recipe.seed * 100_003 + epoch
+        ):
             opt.zero_grad()
             F.cross_entropy(model(x), torch.as_tensor(y).long()).backward()
             opt.step()

@@ -37,7 +37,10 @@ class _CaptumExplainer(Explainer):
     def _checkpoints(self, model: nn.Module) -> list[tuple[str, float]]:
         self.workdir_ = workdir("captum")
         return checkpoint_files(
-            getattr(self, "checkpoints", None), getattr(self, "learning_rates", 1.0), model, self.workdir_.name
+            getattr(self, "checkpoints", None),
+            getattr(self, "learning_rates", 1.0),
+            model,
+            self.workdir_.name,
         )
 
     @staticmethod

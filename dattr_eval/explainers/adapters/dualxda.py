@@ -34,7 +34,9 @@ class DualXDADualView(Explainer):
     """
 
     summary = "the authors' dualxda DualDA (peer implementation of dualview)"
-    citation = "Yolcu et al., DualView: Data Attribution from the Dual Perspective, 2024 (dualxda package)"
+    citation = (
+        "Yolcu et al., DualView: Data Attribution from the Dual Perspective, 2024 (dualxda package)"
+    )
 
     def __init__(
         self,
@@ -63,8 +65,13 @@ class DualXDADualView(Explainer):
         self.workdir_ = workdir("dualxda")
         with contextlib.redirect_stdout(io.StringIO()):  # the package prints progress messages
             self.peer_ = _DualDA(
-                net, tensor_dataset(train_dataset), layer, str(self.device_),
-                self.workdir_.name, C=self.C, max_iter=self.max_iter,
+                net,
+                tensor_dataset(train_dataset),
+                layer,
+                str(self.device_),
+                self.workdir_.name,
+                C=self.C,
+                max_iter=self.max_iter,
             )
         self.active_ = self.peer_._active_indices.bool()
         # The coefficient columns follow the *present* training labels (liblinear's classes_),

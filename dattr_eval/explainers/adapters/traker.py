@@ -61,13 +61,19 @@ class TrakerTRAK(Explainer):
     def _projector(self, grad_dim: int):
         projectors = import_peer("trak.projectors", self.name)
         if self.projection_dim is None:
-            return projectors.NoOpProjector(grad_dim, grad_dim, self.seed, device=str(self.device_)), grad_dim
+            return projectors.NoOpProjector(
+                grad_dim, grad_dim, self.seed, device=str(self.device_)
+            ), grad_dim
         # Workaround: with a single block (block_size >= projection_dim) traker 0.3.2 frees the
         # matrix in finalize_features and then fails at score; keep at least two blocks.
         block = min(self.block_size, max(1, self.projection_dim // 2))
         projector = projectors.BasicProjector(
-            grad_dim, self.projection_dim, self.seed, projectors.ProjectionType.normal,
-            str(self.device_), block_size=block,
+            grad_dim,
+            self.projection_dim,
+            self.seed,
+            projectors.ProjectionType.normal,
+            str(self.device_),
+            block_size=block,
         )
         return projector, self.projection_dim
 
@@ -99,7 +105,10 @@ class TrakerTRAK(Explainer):
         for model_id, state in enumerate(self.states_):
             self.peer_.load_checkpoint(state, model_id=model_id)
             for start in range(0, self.n_train_, self.batch_size):
-                batch = (x[start : start + self.batch_size].to(self.device_), y[start : start + self.batch_size].to(self.device_))
+                batch = (
+                    x[start : start + self.batch_size].to(self.device_),
+                    y[start : start + self.batch_size].to(self.device_),
+                )
                 self.peer_.featurize(batch=batch, num_samples=batch[0].shape[0])
         self.peer_.finalize_features()
         self._experiments = itertools.count()
@@ -112,7 +121,10 @@ class TrakerTRAK(Explainer):
                 exp_name=name, checkpoint=state, model_id=model_id, num_targets=inputs.shape[0]
             )
             for start in range(0, inputs.shape[0], self.batch_size):
-                batch = (inputs[start : start + self.batch_size], targets[start : start + self.batch_size])
+                batch = (
+                    inputs[start : start + self.batch_size],
+                    targets[start : start + self.batch_size],
+                )
                 self.peer_.score(batch=batch, num_samples=batch[0].shape[0])
         scores = torch.as_tensor(self.peer_.finalize_scores(exp_name=name).copy())
         return scores.T.float().to(self.device_)  # traker: (n_train, n_test)
