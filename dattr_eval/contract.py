@@ -168,3 +168,31 @@ def fast_topk(a: torch.Tensor, k: int) -> TopK:
     values = a.gather(1, cols)
     order = torch.sort(values, dim=1, descending=True, stable=True).indices
     return TopK(values.gather(1, order), cols.gather(1, order))
+
+
+def check_topk(t: object, n_test: int | None = None, n_train: int | None = None) -> TopK:
+    """Validate a ``TopK`` (values ``(n_test, k)`` float finite, indices ``(n_test, k)`` int64 in
+    ``[0, n_train)``) and return it unchanged; ``n_test`` / ``n_train`` of ``None`` skip those checks.
+
+    Raises:
+        AttributionContractError: naming what is wrong.
+    """
+    if not isinstance(t, TopK):
+        raise AttributionContractError(f"expected a TopK(values, indices), got {type(t).__name__}")
+    values = check_attributions(t.values, n_test, None, name="TopK.values")
+    idx = t.indices
+    if not isinstance(idx, torch.Tensor) or idx.shape != values.shape:
+        shape = tuple(idx.shape) if isinstance(idx, torch.Tensor) else type(idx).__name__
+        raise AttributionContractError(
+            f"TopK.indices must be a tensor of the values' shape {tuple(values.shape)}, got {shape}"
+        )
+    if idx.is_floating_point() or idx.dtype == torch.bool or idx.is_complex():
+        raise AttributionContractError(f"TopK.indices must be integers, got {idx.dtype}")
+    if idx.numel():
+        low, high = int(idx.min()), int(idx.max())
+        if low < 0 or (n_train is not None and high >= n_train):
+            bound = f"[0, n_train={n_train})" if n_train is not None else ">= 0"
+            raise AttributionContractError(
+                f"TopK.indices must lie in {bound}, got values in [{low}, {high}]"
+            )
+    return t

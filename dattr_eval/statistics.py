@@ -251,6 +251,29 @@ def _std(values: np.ndarray) -> float:
 
 
 # --------------------------------------------------------------------------- public API
+def bootstrap_draws(
+    units: Any, statistic: Statistic | None = None, *, n_resamples: int = 1000, seed: int = 0
+) -> np.ndarray:
+    """The statistic on each of ``n_resamples`` seeded resamples of ``units``: ``(n_resamples,)``.
+
+    The resampled indices depend only on ``seed``, ``n_units`` and ``n_resamples`` (as in
+    :func:`bootstrap`), so draws of two unit-aligned arrays with one seed are paired. NaN where a
+    resample's statistic is undefined.
+    """
+    arr = _as_units(units, "units")
+    check_positive(n_resamples, "n_resamples", integer=True)
+    check_positive(seed, "seed", allow_zero=True, integer=True)
+    if statistic is None:
+        _check_default_statistic_input(arr, "units")
+    return _resampled([arr], statistic, n_resamples, seed)[:, 0]
+
+
+def percentile_interval(draws: Any, level: float = 0.95) -> tuple[float, float]:
+    """The ``level`` percentile interval of bootstrap ``draws`` (NaN draws left out; NaN if none)."""
+    check_fraction(level, "level")
+    return _percentile_interval(np.asarray(draws, dtype=np.float64), level)
+
+
 def bootstrap(
     units: Any,
     statistic: Statistic | None = None,
@@ -294,7 +317,7 @@ def bootstrap(
     if statistic is None:
         _check_default_statistic_input(arr, "units")
     estimate = _point(arr, statistic)
-    values = _resampled([arr], statistic, n_resamples, seed)[:, 0]
+    values = bootstrap_draws(arr, statistic, n_resamples=n_resamples, seed=seed)
     if method == "bca":
         low, high = _bca_interval(values, estimate, _jackknife(arr, statistic), level)
     else:

@@ -121,3 +121,14 @@ def resolve_device(
         for p in model.parameters():
             return p.device
     return torch.device("cpu")
+
+
+def check_seed(value: Any, name: str = "seed") -> int:
+    """Require a non-negative integer seed (Python or NumPy int, not bool); returns it as ``int``."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a non-negative int, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return int(value)

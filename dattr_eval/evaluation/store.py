@@ -28,30 +28,50 @@ COLUMNS: tuple[str, ...] = (
     "kind",
     "status",
     "score",
+    "ci_low",
+    "ci_high",
+    "ci_method",
     "score_std",
     "n_scored",
+    "unit",
     "higher_is_better",
     "category",
+    "passed",
+    "explainer_role",
+    "replicate_scores",
+    "noise_ceiling",
+    "baseline_score",
+    "hubness",
     "error",
     "explainer_class",
     "explainer_params",
     "metric_params",
+    "diagnostics",
     "fit_s",
     "explain_s",
     "explain_s_per_sample",
     "self_influence_s",
     "randomized_s",
     "metrics_s",
+    "retrain_s",
     "cell_s",
     "peak_rss_mb",
     "rss_increase_mb",
     "cuda_peak_mb",
+    "memory_estimate_mb",
     "device",
     "device_name",
+    "torch_threads",
     "n_train",
     "n_test",
+    "replicates",
+    "seed",
     "timestamp",
     "version",
+    "cell_key",
+    "metric_key",
+    "benchmark_fingerprint",
+    "card",
 )
 KEY = ("benchmark", "explainer", "metric", "kind")
 
@@ -68,8 +88,11 @@ class ResultStore:
         self.out_dir = Path(out_dir)
         self.path = self.out_dir / RESULTS_FILE
 
-    def append(self, rows: Iterable[dict[str, Any]]) -> None:
-        """Write ``rows`` (dicts with keys from ``COLUMNS``) and flush them to disk."""
+    def append(self, rows: Iterable[dict[str, Any]], draws: dict[str, Any] | None = None) -> None:
+        """Write ``rows`` (dicts with keys from ``COLUMNS``) and flush them to disk.
+
+        ``draws`` (bootstrap draws per metric label) are not stored yet.
+        """
         rows = list(rows)
         unknown = {k for row in rows for k in row} - set(COLUMNS)
         if unknown:
@@ -89,17 +112,18 @@ class ResultStore:
         """The results as a DataFrame (empty with ``COLUMNS`` when no file yet)."""
         return read_results(self.out_dir, latest=latest)
 
-    def finished(self) -> set[tuple[str, str, str, str]]:
-        """``(benchmark, explainer, explainer_params, metric)`` of rows with status ``ok`` or ``skipped``.
-
-        Profile rows appear with ``metric = ""``.
-        """
+    def finished(self) -> set[tuple[str, str]]:
+        """``(cell_key, metric_key)`` of rows with status ok / skipped / not_applicable (profile: ``""``)."""
         df = self.read()
-        ok = df[df["status"].isin(("ok", "skipped"))]
-        return {
-            (str(r.benchmark), str(r.explainer), str(r.explainer_params), str(r.metric))
-            for r in ok.itertuples(index=False)
-        }
+        ok = df[df["status"].isin(("ok", "skipped", "not_applicable"))]
+        return {(str(r.cell_key), str(r.metric_key)) for r in ok.itertuples(index=False)}
+
+    def claim(self, cell_key: str) -> bool:
+        """Whether this process may compute the cell (claims across processes come with the v2 store)."""
+        return True
+
+    def release(self, cell_key: str) -> None:
+        """Drop this process's claim of the cell."""
 
 
 def _cell(value: Any) -> Any:
@@ -138,6 +162,16 @@ def read_results(out_dir: str | os.PathLike[str], latest: bool = True) -> pd.Dat
 
 _TEXT = (
     "higher_is_better",
+    "passed",
+    "ci_method",
+    "unit",
+    "explainer_role",
+    "replicate_scores",
+    "diagnostics",
+    "cell_key",
+    "metric_key",
+    "benchmark_fingerprint",
+    "card",
     "benchmark",
     "explainer",
     "metric",

@@ -19,6 +19,11 @@ from dattr_eval.models.training import Checkpoint, TrainedModel, TrainRecipe, tr
 MANIFEST = "manifest.json"
 
 
+def default_cache_dir() -> Path:
+    """``$DATTR_EVAL_CACHE`` if set, else ``~/.cache/dattr_eval`` (trained models, retraining outputs)."""
+    return Path(os.environ.get("DATTR_EVAL_CACHE", Path.home() / ".cache" / "dattr_eval"))
+
+
 def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
     """Load a saved ``state_dict`` into ``model`` (``torch.load(weights_only=True)``, on CPU); returns it."""
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
