@@ -246,9 +246,10 @@ def topk_panel(
         train_images: ``(n_train, C, H, W)`` or ``(n_train, H, W)`` indexed by training index,
             or a mapping ``{training index: image}`` holding at least the images shown.
         topk_indices: ``{explainer: (n, k) int}`` training indices per test point.
-        test_labels, train_labels: optional class labels written above the images
-            (``train_labels`` indexed like ``train_images``); a training image whose label
-            equals the test point's gets a green frame, else red.
+        test_labels: optional ``(n,)`` class labels of the test points, written above them.
+        train_labels: optional class labels indexed like ``train_images``; with both label
+            arguments a training image whose label equals the test point's gets a green frame,
+            else red.
         scores: optional ``{explainer: (n, k) float}`` attributions written under the images.
 
     Returns:
