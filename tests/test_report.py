@@ -382,12 +382,13 @@ def test_topk_panel_shows_each_explainers_topk_with_label_frames():
         test_labels=[0, 1],
         train_labels=[0] * 10 + [1] * 10,
     )
-    axes = np.array(fig.axes).reshape(4, 4)  # 2 test points x 2 explainers, 1 + k columns
-    assert axes[0, 1].get_title().startswith("#0") and axes[3, 3].get_title().startswith("#10")
-    shown = axes[0, 1].images[0].get_array()
+    axes = np.array(fig.axes).reshape(4, 5)  # 2 test points x 2 explainers; test, name, k = 3
+    assert axes[1, 1].texts[0].get_text() == "e2" and axes[0, 0].get_title() == "test 0 (y=0)"
+    assert axes[0, 2].get_title().startswith("#0") and axes[3, 4].get_title().startswith("#10")
+    shown = axes[0, 2].images[0].get_array()
     expected = (train[0, 0] - train.min()) / (train.max() - train.min())
     np.testing.assert_allclose(shown, expected)
-    frame = axes[3, 3].spines["left"].get_edgecolor()  # test label 1, training label 1: green
+    frame = axes[3, 4].spines["left"].get_edgecolor()  # test label 1, training label 1: green
     assert frame[:3] == pytest.approx((0x2D / 255, 0xA4 / 255, 0x4E / 255))
 
 
@@ -398,3 +399,24 @@ def test_report_module_does_not_import_matplotlib():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_topk_panel_from_fitted_explainers_shows_their_topk():
+    from torch.utils.data import TensorDataset
+
+    from dattr_eval import explainers
+    from dattr_eval.benchmarks import Benchmark
+
+    torch = pytest.importorskip("torch")
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(30, 1, 4, 4, generator=gen), torch.arange(30) % 3
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3)).eval()
+    bench = Benchmark.from_datasets("tiny", model, TensorDataset(x[:20], y[:20]),
+                                    TensorDataset(x[20:], y[20:]), n_test=4)  # fmt: skip
+    fitted = {"random": explainers.create("random").fit(bench.model, bench.train_dataset)}
+    fig = figures.topk_panel_from_explainers(bench, fitted, test_indices=[1, 2], k=3)
+    top = fitted["random"].explain_topk(bench.test_inputs[[1, 2]], 3)
+    axes = np.array(fig.axes).reshape(2, 5)
+    titles = [axes[r, c].get_title().split()[0] for r in range(2) for c in range(2, 5)]
+    assert titles == [f"#{int(i)}" for i in top.indices.flatten()]
+    assert fig.texts[0].get_text().startswith("tiny: top-3 training samples per explainer")

@@ -237,6 +237,7 @@ def topk_panel(
     test_labels: Sequence[int] | None = None,
     train_labels: Sequence[int] | None = None,
     scores: Mapping[str, Any] | None = None,
+    title: str = "Top-k training samples per explainer",
 ) -> Figure:
     """The classic TDA panel: per test point, its image, then per explainer its top-k training
     images (left = most supportive).
@@ -250,10 +251,12 @@ def topk_panel(
         train_labels: optional class labels indexed like ``train_images``; with both label
             arguments a training image whose label equals the test point's gets a green frame,
             else red.
-        scores: optional ``{explainer: (n, k) float}`` attributions written under the images.
+        scores: optional ``{explainer: (n, k) float}`` attributions written above the images.
+        title: the figure's title (" (left = most supportive)" is appended).
 
     Returns:
-        A figure with ``n × len(topk_indices)`` rows and ``1 + k`` columns.
+        A figure with ``n × len(topk_indices)`` rows and ``k + 2`` columns (test image,
+        explainer name, ``k`` training images).
     """
     test = _images(test_images)
     train = _image_lookup(train_images)
@@ -261,29 +264,51 @@ def topk_panel(
     indices = {e: np.asarray(topk_indices[e]).reshape(len(test), -1) for e in names}
     k = max(v.shape[1] for v in indices.values())
     rows = len(test) * len(names)
-    fig = new_figure(1.1 * (k + 1) + 1.2, 1.15 * rows + 0.4)
-    axes = np.asarray(fig.subplots(rows, k + 1, squeeze=False))
+    cell, name_width, title_height = 0.95, 1.3, 0.42  # inches
+    width, height = (k + 1) * cell + name_width + 0.3, rows * (cell + title_height) + 0.8
+    fig = new_figure(width, height)
+    axes = np.asarray(
+        fig.subplots(
+            rows,
+            k + 2,
+            squeeze=False,
+            gridspec_kw={
+                "width_ratios": [cell, name_width] + [cell] * k,
+                "left": 0.1 / width,
+                "right": 1 - 0.2 / width,
+                "top": 1 - 0.75 / height,
+                "bottom": 0.05 / height,
+                "wspace": 0.12,
+                "hspace": title_height / cell,
+            },
+        )
+    )
     for t in range(len(test)):
         for e, name in enumerate(names):
             row = t * len(names) + e
             axes[row, 0].set_axis_off()
             if e == 0:
                 _show(axes[row, 0], test[t], f"test {t}" + _label(test_labels, t))
-            axes[row, 1].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+            axes[row, 1].set_axis_off()
+            axes[row, 1].text(0.95, 0.5, name, ha="right", va="center", fontsize=8)
             for j in range(k):
-                ax = axes[row, j + 1]
+                ax = axes[row, j + 2]
                 if j >= indices[name].shape[1]:
                     ax.set_axis_off()
                     continue
                 idx = int(indices[name][t, j])
                 score = "" if scores is None else f"\n{format_value(float(scores[name][t, j]))}"
-                _show(ax, train(idx), f"#{idx}" + _label(train_labels, idx), score)
+                _show(ax, train(idx), f"#{idx}" + _label(train_labels, idx) + score)
                 if test_labels is not None and train_labels is not None:
                     same = int(train_labels[idx]) == int(test_labels[t])
                     for spine in ax.spines.values():
                         spine.set(visible=True, color="#2da44e" if same else "#cf222e", lw=2)
-    fig.suptitle("Top-k training samples per explainer (left = most supportive)", fontsize=9)
-    fig.tight_layout()
+    fig.suptitle(
+        f"{title} (left = most supportive)",
+        fontsize=9,
+        y=1 - 0.1 / height,
+        va="top",
+    )
     return fig
 
 
@@ -312,15 +337,13 @@ def _label(labels: Sequence[int] | None, index: int) -> str:
     return "" if labels is None else f" (y={int(labels[index])})"
 
 
-def _show(ax: Any, image: np.ndarray, title: str, subtitle: str = "") -> None:
+def _show(ax: Any, image: np.ndarray, title: str) -> None:
     ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1)
     ax.set_xticks([])
     ax.set_yticks([])
     for spine in ax.spines.values():
         spine.set_visible(False)
-    ax.set_title(title, fontsize=7)
-    if subtitle:
-        ax.set_xlabel(subtitle.strip(), fontsize=7)
+    ax.set_title(title, fontsize=7, pad=2)
 
 
 def topk_panel_from_explainers(
@@ -349,13 +372,12 @@ def topk_panel_from_explainers(
     tops = {name: e.explain_topk(inputs, k, targets=targets) for name, e in explainers.items()}
     needed = sorted({int(i) for top in tops.values() for i in top.indices.flatten()})
     images, labels = subset_inputs(benchmark.train_dataset, needed)
-    fig = topk_panel(
+    return topk_panel(
         inputs,
         dict(zip(needed, images)),
         {name: top.indices.cpu().numpy() for name, top in tops.items()},
         test_labels=targets.tolist(),
         train_labels=dict(zip(needed, labels.tolist())),
-        scores={n: t.values.cpu().numpy() for n, t in tops.items()},
+        scores={name: top.values.cpu().numpy() for name, top in tops.items()},
+        title=f"{benchmark.name}: top-{k} training samples per explainer",
     )
-    fig.suptitle(f"{benchmark.name}: top-{k} training samples per explainer", fontsize=9)
-    return fig
