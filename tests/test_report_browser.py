@@ -1,7 +1,8 @@
 """The interactive leaderboard in a real headless Chromium: sort, filter, tabs, screenshot.
 
 Needs Playwright for Python and a Chromium binary (Debian: ``apt-get install chromium``;
-``DATTR_EVAL_CHROMIUM`` overrides the path). Skipped with the reason when either is missing.
+``DATTR_EVAL_CHROMIUM`` overrides the path). Skipped with the reason when either is missing
+(an error instead with ``DATTR_EVAL_REQUIRE_BROWSER=1``).
 Run with ``pytest -m browser`` (``.ci/browser`` installs both and does).
 """
 
@@ -29,11 +30,22 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
-)
+#: set by .ci/browser: a missing browser or Playwright fails the run instead of skipping it
+REQUIRED = os.environ.get("DATTR_EVAL_REQUIRE_BROWSER") == "1"
+
+
+def _missing(reason: str) -> None:
+    if REQUIRED:
+        raise RuntimeError(f"{reason} (DATTR_EVAL_REQUIRE_BROWSER=1)")
+    pytest.skip(reason, allow_module_level=True)
+
+
+try:
+    from playwright import sync_api
+except ImportError:
+    _missing("playwright is not installed (pip install -e '.[browser]')")
 if not CHROMIUM.exists():
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+    _missing(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
 
 
 @pytest.fixture(scope="module")

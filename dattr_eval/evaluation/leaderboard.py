@@ -194,6 +194,8 @@ def scores_table(results: pd.DataFrame, value: str = "score") -> pd.DataFrame:
 def ranks_among(values: np.ndarray, higher_is_better: bool) -> np.ndarray:
     """Ranks along the last axis of ``values`` ``(..., n)``: 1 = best, ties averaged, NaN → NaN."""
     values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        return values.copy()
     flat = values.reshape(-1, values.shape[-1])
     ranked = pd.DataFrame(flat).rank(axis=1, ascending=not higher_is_better, method="average")
     return ranked.to_numpy().reshape(values.shape)
