@@ -12,7 +12,7 @@ store provides them) and writes beside it:
   ``topk_<benchmark>.png`` per panel passed in ``panels``.
 
 The ranking rules (quality metrics only, reference rows, rank intervals, significance marks,
-SNR) are documented in :mod:`dattr_eval.evaluation.leaderboard`.
+SNR) are documented in ``dattr_eval.evaluation.leaderboard``.
 """
 
 from __future__ import annotations
