@@ -42,7 +42,6 @@ import itertools
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -214,9 +213,8 @@ def method_ranks(
     for j in np.flatnonzero(is_reference):
         keep = methods.copy()
         keep[j] = True
-        out[:, j] = ranks_among(values[:, keep], higher_is_better)[:, np.flatnonzero(keep) == j][
-            :, 0
-        ]
+        position = int(np.count_nonzero(keep[:j]))  # j's column among the kept ones
+        out[:, j] = ranks_among(values[:, keep], higher_is_better)[:, position]
     return out
 
 
@@ -274,23 +272,16 @@ def significance(
     return best_group, tied_with_next
 
 
-@dataclass(frozen=True)
-class ColumnDraws:
-    """The paired draws of one column: ``values`` ``(d, n)`` for ``explainers`` (length n)."""
-
-    explainers: list[str]
-    values: np.ndarray
-
-
-def column_draws(draws: Draws, column: Column, explainers: list[str]) -> ColumnDraws | None:
-    """``explainers``' draws of ``column`` as one ``(d, n)`` matrix (first ``min`` length), or
-    ``None`` when any of them has no draws (then the column gets no intervals)."""
+def column_draws(draws: Draws, column: Column, explainers: list[str]) -> np.ndarray | None:
+    """``explainers``' draws of ``column`` as one ``(d, n)`` matrix, column ``j`` for
+    ``explainers[j]`` (the first ``d = min`` lengths), or ``None`` when any of them has no draws
+    (then the column gets no intervals)."""
     bench, metric = column
     arrays = [draws.get((bench, e, metric)) for e in explainers]
     if not explainers or any(a is None or len(a) == 0 for a in arrays):
         return None
     d = min(len(a) for a in arrays)
-    return ColumnDraws(explainers, np.column_stack([np.asarray(a, float)[:d] for a in arrays]))
+    return np.column_stack([np.asarray(a, float)[:d] for a in arrays])
 
 
 def column_ranks(
@@ -324,8 +315,8 @@ def column_ranks(
         )
         sampled = column_draws(draws or {}, column, names)
         if sampled is not None:
-            low, high = quantile_interval(method_ranks(sampled.values, is_ref, hib), level)
-            best, tied = significance(point.to_numpy(), sampled.values, is_ref, hib, level)
+            low, high = quantile_interval(method_ranks(sampled, is_ref, hib), level)
+            best, tied = significance(point.to_numpy(), sampled, is_ref, hib, level)
             frame = frame.assign(rank_low=low, rank_high=high, best_group=best, tied_with_next=tied)
         frames.append(frame)
     columns = ["benchmark", "metric", "explainer", "role", "rank"]
@@ -394,7 +385,7 @@ def _average_rank_draws(
             return None
         is_ref = (role.reindex(names) == REFERENCE).to_numpy()
         hib = bool(info.loc[column, "higher_is_better"])
-        per_column.append(pd.DataFrame(method_ranks(sampled.values, is_ref, hib), columns=names))
+        per_column.append(pd.DataFrame(method_ranks(sampled, is_ref, hib), columns=names))
     d = min(len(frame) for frame in per_column)
     stacked = np.stack(
         [frame.iloc[:d].reindex(columns=ranks.index).to_numpy() for frame in per_column], axis=2
