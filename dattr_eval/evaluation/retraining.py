@@ -141,11 +141,12 @@ class RetrainingService:
         bar.close()
 
     # ------------------------------------------------------------------ disk cache
-    def _path(self, key: str) -> Path | None:
+    def entry_path(self, key: str) -> Path | None:
+        """Where the output row of ``key`` is cached (``None`` without a cache directory)."""
         return self.cache_dir / key[:2] / f"{key}.pt" if self.cache_dir is not None else None
 
     def _load(self, key: str) -> torch.Tensor | None:
-        path = self._path(key)
+        path = self.entry_path(key)
         if path is None or not path.is_file():
             return None
         n_test = self.test_inputs.shape[0]
@@ -170,7 +171,7 @@ class RetrainingService:
         return row
 
     def _save(self, key: str, row: torch.Tensor) -> None:
-        path = self._path(key)
+        path = self.entry_path(key)
         if path is None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
