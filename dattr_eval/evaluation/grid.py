@@ -19,11 +19,12 @@ def as_list(value: Any, scalar_types: tuple[type, ...]) -> list[Any]:
 
 
 def builtin_explainers() -> list[str]:
-    """Registered explainers implemented in dattr_eval (``"all"``); peer adapters are left out."""
+    """Registered explainers implemented in dattr_eval (``"all"``); peer adapters and plugins are
+    left out (no plugin is loaded)."""
     adapters = f"{explainer_registry.__name__}.adapters"
     return [
         n
-        for n in explainer_registry.names()
+        for n in explainer_registry.names(plugins=False)
         if not explainer_registry.get(n).__module__.startswith(adapters)
     ]
 
