@@ -7,7 +7,10 @@ process, or on Ray). Each finished cell's rows go to the store at once, so an in
 loses nothing already computed and a rerun resumes. A cell is finished when its rows exist under
 the same content key (benchmark fingerprint, explainer and metric classes, hyperparameters and code
 versions: ``evaluation.fingerprint``); changing any of them recomputes it, ``force=True`` recomputes
-everything. Two runs on one output directory split the grid (the store's claims).
+everything. Two runs on one output directory split the grid (the store's claims). Each built
+benchmark's manifest goes to ``out_dir/fingerprints`` (``evaluation.bundle``), and with a
+``baseline`` bundle its stored cells are copied instead of computed, after checking they were
+computed under the same conditions.
 """
 
 from __future__ import annotations
@@ -24,9 +27,18 @@ from tqdm.auto import tqdm
 
 from dattr_eval.benchmarks import Benchmark, BenchmarkSpec
 from dattr_eval.benchmarks import create as create_benchmark
+from dattr_eval.evaluation.bundle import (
+    Bundle,
+    StoredCell,
+    baseline_cells,
+    benchmark_manifest,
+    install_models,
+    load_bundle,
+    write_manifests,
+)
 from dattr_eval.evaluation.cell import CellHook, CellSpec
 from dattr_eval.evaluation.executor import EXECUTORS, Executor, LocalExecutor
-from dattr_eval.evaluation.fingerprint import benchmark_fingerprint, cell_key, estimator_key
+from dattr_eval.evaluation.fingerprint import cell_key, estimator_key
 from dattr_eval.evaluation.grid import as_list, resolve_explainers, resolve_metrics
 from dattr_eval.evaluation.providers import missing_ground_truth
 from dattr_eval.evaluation.retraining import RetrainingService
@@ -65,9 +77,17 @@ class Evaluator:
         data_dir: dataset files for benchmarks that are not bundled (CIFAR-10, MNIST files).
         force: recompute cells whose rows are already stored.
         progress: show tqdm progress bars.
+        baseline: a results bundle (directory or ``evaluation.bundle.Bundle``) to score against:
+            its models are installed into the model cache, and for each benchmark its stored cells
+            (every explainer's, restricted to this run's metrics) are copied into ``out_dir``
+            instead of computed, so only the cells it lacks run. Raises
+            ``evaluation.bundle.BaselineMismatchError`` before a benchmark's cells run when the
+            bundle was computed under other conditions (version, data, model state, seed,
+            replicates, metric params).
 
     Attributes after ``run``: ``reused`` (finished cells found in the store), ``computed`` (cells
-    run now), ``claimed_elsewhere`` (cells another run on the same directory was computing).
+    run now), ``claimed_elsewhere`` (cells another run on the same directory was computing),
+    ``from_baseline`` (cells copied from the baseline).
     """
 
     def __init__(
@@ -86,6 +106,7 @@ class Evaluator:
         data_dir: str | Path | None = None,
         force: bool = False,
         progress: bool = True,
+        baseline: str | Path | Bundle | None = None,
     ) -> None:
         self.batch_size = check_positive(batch_size, "batch_size", integer=True)
         self.replicates = check_positive(replicates, "replicates", integer=True)
@@ -112,13 +133,16 @@ class Evaluator:
         self.force = force
         self.progress = progress
         self.store = ResultStore(out_dir)
-        self.reused = self.computed = self.claimed_elsewhere = 0
+        self.baseline = None if baseline is None else load_bundle(baseline)
+        self.reused = self.computed = self.claimed_elsewhere = self.from_baseline = 0
 
     # ------------------------------------------------------------------ grid
     def run(self) -> pd.DataFrame:
         """Evaluate the whole grid; returns the results table (latest row per key)."""
-        self.reused = self.computed = self.claimed_elsewhere = 0
+        self.reused = self.computed = self.claimed_elsewhere = self.from_baseline = 0
         self.check_data()
+        if self.baseline is not None:
+            install_models(self.baseline, self.cache_dir / "models")
         n_cells = len(self.benchmarks) * len(self.explainers)
         bar = tqdm(total=n_cells, desc="benchmark × explainer", disable=not self.progress)
         metric_keys: dict[str, dict[str, str]] = {}
@@ -159,13 +183,22 @@ class Evaluator:
         finished = set() if self.force else self.store.finished()
         for bench_spec in self.benchmarks:
             replicates = self._build(bench_spec)
-            prints = [benchmark_fingerprint(b) for b in replicates]
+            manifests = [benchmark_manifest(b) for b in replicates]
+            write_manifests(self.store.out_dir, manifests)
+            prints = [m.fingerprint for m in manifests]
             usable, skipped = self._metric_set(replicates[0])
             services = tuple(self._service(b, usable) for b in replicates)
+            every = {**usable, **{m: metric for m, (metric, _) in skipped.items()}}
+            keys = {m: estimator_key(m, metric) for m, metric in every.items()}
+            if self.baseline is not None:
+                grid = {label: cell_key(prints, label, t) for label, t in self.explainers.items()}
+                stored = baseline_cells(
+                    self.baseline, manifests, every, keys, grid, self.replicates
+                )
+                if self._adopt(stored) and not self.force:
+                    finished = self.store.finished()
             for label, template in self.explainers.items():
                 key = cell_key(prints, label, template)
-                every = {**usable, **{m: metric for m, (metric, _) in skipped.items()}}
-                keys = {m: estimator_key(m, metric) for m, metric in every.items()}
                 todo = {m for m, k in keys.items() if (key, k) not in finished}
                 if not todo and (key, "") in finished:
                     self.reused += 1
@@ -189,6 +222,17 @@ class Evaluator:
                     hooks=self.hooks,
                     key=key,
                 )
+
+    def _adopt(self, cells: Sequence[StoredCell]) -> int:
+        """Store the baseline's ``cells`` that ``out_dir`` lacks; returns how many."""
+        present = set(self.store.read()["cell_key"].astype(str)) if cells else set()
+        adopted = 0
+        for cell in cells:
+            if cell.cell_key not in present:
+                self.store.append(cell.rows, cell.draws)
+                adopted += 1
+        self.from_baseline += adopted
+        return adopted
 
     def _build(self, spec: str | BenchmarkSpec | Benchmark) -> tuple[Benchmark, ...]:
         """The benchmark built once per replicate seed, on the device, all under the base name."""

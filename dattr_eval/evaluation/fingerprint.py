@@ -53,27 +53,41 @@ def _value_digest(value: Any) -> str:
     return to_json(value)
 
 
-def benchmark_fingerprint(bench: Benchmark) -> str:
-    """SHA-256 of everything in a built benchmark that determines scores (see the module docstring)."""
-    truth = [f"{f.name}={_value_digest(getattr(bench.truth, f.name))}" for f in fields(bench.truth)]
-    checkpoints = []
-    for c in bench.checkpoints:
+def benchmark_parts(bench: Benchmark) -> dict[str, str]:
+    """The named parts of a built benchmark's fingerprint, in order (see the module docstring).
+
+    Keys: ``"name"``, ``"training data"``, ``"test inputs"``, ``"ground truth <field>"`` (one per
+    field of ``bench.truth``), ``"model state"``, ``"checkpoint <i>"`` (one per training
+    checkpoint), ``"retraining recipe"`` and ``"seed"``; values are digests (or short literals
+    such as the seed), so two benchmarks can be told apart part by part.
+    """
+    parts = {
+        "name": bench.name,
+        "training data": data_fingerprint(bench.train_dataset),
+        "test inputs": _value_digest(bench.test_inputs),
+    }
+    for f in fields(bench.truth):
+        parts[f"ground truth {f.name}"] = f"{f.name}={_value_digest(getattr(bench.truth, f.name))}"
+    parts["model state"] = state_digest(bench.model)
+    for i, c in enumerate(bench.checkpoints):
         path = Path(getattr(c, "path", ""))
         content = (
             hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else f"missing {path}"
         )
-        checkpoints.append(f"{getattr(c, 'epoch', '')}:{getattr(c, 'lr', '')}:{content}")
-    retrain = bench.retrain.fingerprint() if bench.retrain is not None else ""
-    return _digest(
-        bench.name,
-        data_fingerprint(bench.train_dataset),
-        _value_digest(bench.test_inputs),
-        *truth,
-        state_digest(bench.model),
-        *checkpoints,
-        retrain,
-        str(bench.seed),
-    )
+        parts[f"checkpoint {i}"] = f"{getattr(c, 'epoch', '')}:{getattr(c, 'lr', '')}:{content}"
+    parts["retraining recipe"] = bench.retrain.fingerprint() if bench.retrain is not None else ""
+    parts["seed"] = str(bench.seed)
+    return parts
+
+
+def parts_fingerprint(parts: dict[str, str]) -> str:
+    """SHA-256 of the values of :func:`benchmark_parts`, in order: the benchmark's fingerprint."""
+    return _digest(*parts.values())
+
+
+def benchmark_fingerprint(bench: Benchmark) -> str:
+    """SHA-256 of everything in a built benchmark that determines scores (see the module docstring)."""
+    return parts_fingerprint(benchmark_parts(bench))
 
 
 def code_version(cls: type) -> str:
