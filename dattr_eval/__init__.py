@@ -1,8 +1,9 @@
 """dattr_eval: score training-data attribution methods.
 
-Entry points: ``dattr_eval.explainers`` and ``dattr_eval.metrics`` (registries),
-``available_explainers()``, ``available_metrics()``, and the main job:
-``evaluate(benchmarks, explainers, out_dir=...)`` / ``Evaluator`` and ``report(out_dir)``.
+Entry points: ``dattr_eval.explainers`` and ``dattr_eval.metrics`` (registries, open to plugins:
+``dattr_eval.plugins``), ``available_explainers()``, ``describe_explainers()``,
+``available_metrics()``, and the main job: ``evaluate(benchmarks, explainers, out_dir=...)`` /
+``Evaluator`` and ``report(out_dir)``; ``compare(results, a, b)`` for paired differences.
 
 Everything is imported on first use (PEP 562), so ``import dattr_eval`` imports neither torch nor
 any optional backend (numba, zennit, quantus, ray, matplotlib, seaborn).
@@ -30,13 +31,21 @@ _LAZY = {
     "run_cell": "dattr_eval.evaluation.cell",
     "CellSpec": "dattr_eval.evaluation.cell",
     "report": "dattr_eval.evaluation.report",
+    "compare": "dattr_eval.evaluation.compare",
     "clone": "dattr_eval.params",
 }
 
 
 def available_explainers() -> dict[str, str]:
-    """``{name: one-line summary}`` of every registered explainer."""
+    """``{name: one-line summary}`` of every registered explainer (plugins included); their
+    hyperparameters: ``describe_explainers()``."""
     return importlib.import_module("dattr_eval.explainers").REGISTRY.summaries()
+
+
+def describe_explainers() -> dict[str, dict[str, Any]]:
+    """``{name: {"summary", "citation", "hyperparameters": {name: default}, "plugin"}}`` of every
+    registered explainer (``registry.REQUIRED`` marks a hyperparameter without a default)."""
+    return importlib.import_module("dattr_eval.explainers").REGISTRY.describe()
 
 
 def available_metrics() -> dict[str, str]:
@@ -66,6 +75,8 @@ __all__ = [
     "benchmarks",
     "check_attributions",
     "clone",
+    "compare",
+    "describe_explainers",
     "evaluate",
     "explainers",
     "metrics",

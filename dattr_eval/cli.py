@@ -1,4 +1,4 @@
-"""The ``dattr-eval`` command line: ``list``, ``run``, ``report``.
+"""The ``dattr-eval`` command line: ``list``, ``run``, ``report``, ``compare``.
 
 Examples::
 
@@ -6,7 +6,11 @@ Examples::
     dattr-eval run --benchmark digits-mislabel --explainers random,dualview --out results/d
     dattr-eval run --benchmark 'digits-*' --explainers all --replicates 3 --out results/digits
     dattr-eval run --benchmark 'digits-*' --explainers all --out results/digits --backend ray --address auto
+    dattr-eval run --benchmark 'digits-*' --explainers mypkg.attribution:MyExplainer \
+        --baseline results/digits --out results/mine
     dattr-eval report results/d
+    dattr-eval compare results/mine --between mypkg.attribution:MyExplainer dualview
+    dattr-eval compare results/old results/new
 
 Every failure prints one line naming the problem and exits non-zero (2 for bad input or a failed
 run, 130 when interrupted; finished cells are kept and a rerun resumes).
@@ -18,14 +22,13 @@ import argparse
 import ast
 import difflib
 import fnmatch
-import inspect
 import re
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 #: splits "a.x=1,b.y=2" into assignments, but not commas inside values such as [1,2]
-_ASSIGNMENT_SPLIT = re.compile(r",(?=\s*[A-Za-z_][\w.\-]*\.[A-Za-z_]\w*\s*=)")
+_ASSIGNMENT_SPLIT = re.compile(r",(?=\s*[A-Za-z_][\w.:\-]*\.[A-Za-z_]\w*\s*=)")
 
 
 class CLIError(Exception):
@@ -56,6 +59,18 @@ def parse_assignments(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     return params
 
 
+def explainer_names(spec: str) -> list[str]:
+    """The names in ``--explainers``: comma-separated registry names or ``package.module:Class``
+    specs, where ``all`` stands for every built-in explainer."""
+    from dattr_eval.evaluation.grid import builtin_explainers
+
+    names: list[str] = []
+    for part in _split(spec):
+        for name in builtin_explainers() if part == "all" else [part]:
+            names.extend([name] if name not in names else [])
+    return names
+
+
 def build_explainers(names: Sequence[str], overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """``{name: explainer}`` with the ``--set`` overrides, validated before any work starts."""
     from dattr_eval import explainers as registry
@@ -71,12 +86,13 @@ def build_explainers(names: Sequence[str], overrides: dict[str, dict[str, Any]])
             cls = registry.get(name)
         except KeyError as exc:
             raise CLIError(f"--explainers: {exc.args[0]}") from None
+        if not (isinstance(cls, type) and issubclass(cls, registry.Explainer)):
+            raise CLIError(
+                f"--explainers {name}: {cls.__module__}.{cls.__qualname__} is not a subclass of "
+                "dattr_eval.explainers.Explainer"
+            )
         params = overrides.get(name, {})
-        defaults = {
-            p.name: p.default
-            for p in inspect.signature(cls.__init__).parameters.values()
-            if p.name != "self"
-        }
+        defaults = registry.REGISTRY.hyperparameters(name)
         signature = list(defaults)
         for key in params:
             if key not in signature:
@@ -132,17 +148,9 @@ def _benchmark_names(patterns: Sequence[str]) -> list[str]:
     return names
 
 
-def _signature_text(cls: type) -> str:
-    params = [
-        f"{p.name}={p.default!r}" if p.default is not p.empty else p.name
-        for p in inspect.signature(cls.__init__).parameters.values()
-        if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-    ]
-    return ", ".join(params)
-
-
 def cmd_list(args: argparse.Namespace) -> int:
     from dattr_eval import benchmarks, explainers, metrics
+    from dattr_eval.registry import REQUIRED
 
     registries = {
         "explainers": explainers.REGISTRY,
@@ -152,10 +160,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     for kind in [args.kind] if args.kind else list(registries):
         registry = registries[kind]
         print(f"{kind}:")
-        for name in registry.names():
+        for name, info in registry.describe().items():
             cls = registry.get(name)
-            print(f"  {name}  {getattr(cls, 'summary', '')}")
-            print(f"      ({_signature_text(cls)})")
+            plugin = f"  [plugin: {cls.__module__}]" if info["plugin"] else ""
+            print(f"  {name}  {info['summary']}{plugin}")
+            params = ", ".join(
+                k if v is REQUIRED else f"{k}={v!r}" for k, v in info["hyperparameters"].items()
+            )
+            print(f"      ({params})")
             family = getattr(cls, "family", None)
             if family is not None and family.needs_data_dir:
                 where = (
@@ -169,11 +181,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from dattr_eval.evaluation import Evaluator
-    from dattr_eval.evaluation.grid import builtin_explainers
     from dattr_eval.evaluation.report import leaderboard, report, to_markdown
 
-    names = builtin_explainers() if args.explainers.strip() == "all" else _split(args.explainers)
-    explainers = build_explainers(names, parse_assignments(args.set or []))
+    explainers = build_explainers(
+        explainer_names(args.explainers), parse_assignments(args.set or [])
+    )
     if args.address is not None and args.backend != "ray":
         raise CLIError("--address needs --backend ray")
     executor: Any = args.backend
@@ -200,6 +212,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         force=args.force,
         progress=not args.no_progress,
+        baseline=args.baseline,
     )
     try:
         results = evaluator.run()
@@ -218,6 +231,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             if evaluator.claimed_elsewhere
             else ""
         )
+        + (
+            f", {evaluator.from_baseline} copied from the baseline {args.baseline}"
+            if args.baseline is not None
+            else ""
+        )
     )
     if not args.no_report:
         report(args.out)
@@ -232,6 +250,31 @@ def cmd_report(args: argparse.Namespace) -> int:
     print(to_markdown(board))
     figures = "" if args.no_figures else " and figures (PNG)"
     print(f"\nwritten: {args.out_dir}/leaderboard.html, leaderboard.md, leaderboard.csv{figures}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from dattr_eval.evaluation.compare import NO_DRAWS, compare, compare_dirs, format_comparison
+
+    if len(args.dirs) == 2 and args.between is None:
+        table = compare_dirs(args.dirs[0], args.dirs[1])
+        names = ("A", "B")
+        print(f"A = {args.dirs[0]}, B = {args.dirs[1]}")
+    elif len(args.dirs) == 1 and args.between is not None:
+        table = compare(args.dirs[0], *args.between)
+        names = tuple(args.between)
+    else:
+        raise CLIError("compare takes DIR_A DIR_B, or DIR --between EXPLAINER_A EXPLAINER_B")
+    print(format_comparison(table, names))
+    with_draws = table[table["units"] != NO_DRAWS]
+    better = with_draws["better"].value_counts()
+    summary = ", ".join(f"{n} better on {better.get(n, 0)}" for n in names)
+    print(
+        f"\n{len(table)} score(s) in both: {summary}, no significant difference on "
+        f"{better.get('', 0)}, no stored draws (difference only) on {len(table) - len(with_draws)}"
+        " (95 % bootstrap intervals; units: paired where both share the benchmark fingerprint "
+        "and metric key)"
+    )
     return 0
 
 
@@ -257,7 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument(
         "--explainers",
         required=True,
-        help="comma-separated explainer names, or 'all' (the built-in ones; peer adapters by name)",
+        help="comma-separated explainer names or 'package.module:Class' specs; 'all' = the "
+        "built-in ones (peer adapters and plugins by name)",
     )
     p_run.add_argument(
         "--set",
@@ -282,6 +326,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_run.add_argument(
         "--cache-dir", default=None, help="trained-model cache (default ~/.cache/dattr_eval)"
+    )
+    p_run.add_argument(
+        "--baseline",
+        default=None,
+        metavar="DIR",
+        help="a stored board (results directory or bundle): copy its cells instead of computing "
+        "them, after checking they were computed under the same conditions",
     )
     p_run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p_run.add_argument(
@@ -318,6 +369,17 @@ def build_parser() -> argparse.ArgumentParser:
     p_report.add_argument("out_dir")
     p_report.add_argument("--no-figures", action="store_true")
     p_report.set_defaults(func=cmd_report)
+
+    p_compare = sub.add_parser(
+        "compare",
+        help="differences of stored scores with bootstrap intervals: DIR_A DIR_B, or two "
+        "explainers of one DIR (--between A B)",
+    )
+    p_compare.add_argument("dirs", nargs="+", metavar="DIR")
+    p_compare.add_argument(
+        "--between", nargs=2, metavar=("A", "B"), help="compare explainer A with explainer B"
+    )
+    p_compare.set_defaults(func=cmd_compare)
     return parser
 
 

@@ -180,3 +180,101 @@ def test_address_without_the_ray_backend_is_an_error(tmp_path, capsys):
     assert main(args) == 2
     assert "--address needs --backend ray" in capsys.readouterr().err
     assert not (tmp_path / "results.csv").exists()
+
+
+# ------------------------------------------------------------------ defaults, baseline, compare
+@pytest.fixture
+def fake_fmnist_default_dir(tmp_path, monkeypatch):
+    """Tiny Fashion-MNIST files in a fake default directory (what `apt-get install
+    dataset-fashion-mnist` provides), so `--benchmark fmnist-*` needs no --data-dir."""
+    from dattr_eval import data
+    from tests.test_data import make_mnist_dir
+
+    root = tmp_path / "fashion-mnist"
+    root.mkdir()
+    make_mnist_dir(root, n_train=60, n_test=12)
+    monkeypatch.setattr(data.load_fashion_mnist, "__defaults__", (str(root),))
+    return root
+
+
+def test_fmnist_default_dir_baseline_report_and_compare(fake_fmnist_default_dir, tmp_path, capsys):
+    common = [
+        "--benchmark",
+        "fmnist-class",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--no-progress",
+    ]
+    board, mine = tmp_path / "board", tmp_path / "mine"
+    # no --data-dir: the default directory is read; the report is written at the end
+    assert main(["run", *common, "--explainers", "random", "--out", str(board)]) == 0
+    out = capsys.readouterr().out
+    assert "1 cell(s) computed" in out and f"report: {board}/leaderboard.html" in out
+    assert (board / "leaderboard.html").stat().st_size > 0
+    assert set(pd.read_csv(board / "results.csv").n_train.dropna()) == {60}
+    # a new method given as module:Class, scored against the stored board: only its cell runs
+    spec = "dattr_eval.explainers.feature_similarity:FeatureSimilarity"
+    args = ["run", *common, "--explainers", spec, "--baseline", str(board), "--out", str(mine)]
+    assert main([*args, "--no-report"]) == 0
+    out = capsys.readouterr().out
+    assert f"1 cell(s) computed, 0 reused from {mine}" in out
+    assert f"1 copied from the baseline {board}" in out
+    assert not (mine / "leaderboard.html").exists()  # --no-report
+    rows = pd.read_csv(mine / "results.csv")
+    assert set(rows.explainer) == {"random", spec}
+    # compare two explainers of one directory, and the two directories
+    assert main(["compare", str(mine), "--between", spec, "random"]) == 0
+    out = capsys.readouterr().out
+    assert f"{spec} - random [CI]" in out and "identical_class" in out
+    assert main(["compare", str(board), str(mine)]) == 0
+    out = capsys.readouterr().out
+    assert f"A = {board}, B = {mine}" in out
+    assert "4 score(s) in both: A better on 0, B better on 0" in out
+    assert main(["compare", str(board)]) == 2
+    assert "compare takes DIR_A DIR_B" in capsys.readouterr().err
+
+
+def test_baseline_mismatch_is_one_line_naming_benchmark_and_field(
+    fake_fmnist_default_dir, tmp_path, capsys
+):
+    common = [
+        "--benchmark",
+        "fmnist-class",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--no-progress",
+    ]
+    board = tmp_path / "board"
+    assert main(["run", *common, "--explainers", "random", "--out", str(board), "--no-report"]) == 0
+    capsys.readouterr()
+    # other training data under the same benchmark name
+    from tests.test_data import make_mnist_dir
+
+    make_mnist_dir(fake_fmnist_default_dir, n_train=61, n_test=12)
+    args = ["run", *common, "--explainers", "grad_dot", "--baseline", str(board)]
+    assert main([*args, "--out", str(tmp_path / "mine")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "benchmark 'fmnist-class' differs from the baseline in training data" in err
+
+
+def test_list_shows_hyperparameters_and_data_requirements(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "(seed=0, device=None)" in out  # random's hyperparameters with defaults
+    assert "data: Fashion-MNIST files from Debian's default directory or --data-dir" in out
+    assert "data: CIFAR-10 files from --data-dir" in out
+
+
+def test_explainers_accept_all_and_class_specs_together():
+    from dattr_eval.cli import CLIError, build_explainers, explainer_names
+    from dattr_eval.evaluation.grid import builtin_explainers
+
+    names = explainer_names("all,tests.test_evaluator:OutputDot,random")
+    assert names == [*builtin_explainers(), "tests.test_evaluator:OutputDot"]
+    built = build_explainers(["tests.test_evaluator:OutputDot"], {})
+    assert type(built["tests.test_evaluator:OutputDot"]).__name__ == "OutputDot"
+    with pytest.raises(CLIError, match="not a subclass of dattr_eval.explainers.Explainer"):
+        build_explainers(["tests.test_evaluator:Top1Class"], {})
+    with pytest.raises(CLIError, match="cannot import module 'nope_pkg'"):
+        build_explainers(["nope_pkg:X"], {})
