@@ -289,3 +289,30 @@ def test_bundle_draws_round_trip_where_the_store_keeps_them(board, tmp_path):
     assert before and set(before) == set(after)
     for key, draws in before.items():
         np.testing.assert_array_equal(after[key], draws)
+
+
+def test_only_models_inside_the_bundle_are_installed(tmp_path):
+    from dattr_eval.evaluation.bundle import BenchmarkManifest, Bundle, install_models
+
+    outside = tmp_path / "elsewhere" / "k1"
+    outside.mkdir(parents=True)
+    (outside / "manifest.json").write_text("{}")
+    inside = tmp_path / "bundle" / MODELS_DIR / "k2"
+    inside.mkdir(parents=True)
+    (inside / "manifest.json").write_text("{}")
+
+    def manifest(key, model_dir):
+        return BenchmarkManifest("b", key, {}, 0, 1, 1, "v", model_key=key, model_dir=model_dir)
+
+    bundle = Bundle(
+        tmp_path / "bundle",
+        read_results(tmp_path),
+        manifests={
+            "1": manifest("k1", str(outside)),  # absolute: a local results directory's cache
+            "2": manifest("k1", "../elsewhere/k1"),  # escapes the bundle
+            "3": manifest("..", f"{MODELS_DIR}/k2"),  # not a cache key
+            "4": manifest("k2", f"{MODELS_DIR}/k2"),
+        },
+    )
+    assert install_models(bundle, tmp_path / "cache") == ["k2"]
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["k2"]

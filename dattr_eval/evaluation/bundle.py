@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import warnings
 from collections.abc import Mapping, Sequence
@@ -50,6 +51,8 @@ from dattr_eval.models.cache import MANIFEST as MODEL_MANIFEST
 FINGERPRINTS_DIR = "fingerprints"
 #: the folder of a bundle holding the benchmark models (one model-cache entry each)
 MODELS_DIR = "models"
+#: what a model-cache key looks like (a plain folder name)
+MODEL_KEY = re.compile(r"[0-9A-Za-z_\-]+")
 #: fingerprint parts of the ground truth start with this (``fingerprint.benchmark_parts``)
 TRUTH_PREFIX = "ground truth "
 #: fingerprint part values up to this long are shown in mismatch messages (digests are longer)
@@ -293,14 +296,21 @@ def export_bundle(
 def install_models(bundle: Bundle, model_cache: str | os.PathLike[str]) -> list[str]:
     """Copy the bundle's benchmark models into the model cache folder ``model_cache`` where it
     lacks them (the built-in benchmarks keep theirs in ``<cache_dir>/models``); entries already
-    there are left alone. Returns the keys installed."""
+    there are left alone, and only models inside the bundle (``export_bundle``'s ``models/``)
+    are copied. Returns the keys installed."""
     installed = []
+    root = bundle.path.resolve()
     for manifest in bundle.manifests.values():
         if not manifest.model_key or not manifest.model_dir:
             continue
-        source = bundle.path / manifest.model_dir
+        source = (root / manifest.model_dir).resolve()
         target = Path(model_cache) / manifest.model_key
-        if not (source / MODEL_MANIFEST).is_file() or (target / MODEL_MANIFEST).is_file():
+        if (
+            not source.is_relative_to(root)
+            or not MODEL_KEY.fullmatch(manifest.model_key)
+            or not (source / MODEL_MANIFEST).is_file()
+            or (target / MODEL_MANIFEST).is_file()
+        ):
             continue
         temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         shutil.rmtree(temp, ignore_errors=True)
