@@ -80,9 +80,11 @@ def draws_difference(
     """The difference of two scores with its interval and p-value from their bootstrap draws.
 
     Args:
-        score_a, score_b: the point scores.
-        draws_a, draws_b: their ``(n_resamples,)`` bootstrap draws (``None``: not stored); when
-            the lengths differ, the first ``min`` draws of each are used.
+        score_a: the point score of A.
+        score_b: the point score of B.
+        draws_a: A's ``(n_resamples,)`` bootstrap draws (``None``: not stored); when the lengths
+            of the two differ, the first ``min`` draws of each are used.
+        draws_b: B's draws.
         paired: draw ``i`` of both used the same resampled units; else B's draws are shuffled
             (seeded by :data:`SHUFFLE_SEED`) so the two are independent.
         level: the interval's coverage.
@@ -164,7 +166,8 @@ def compare(
 
     Args:
         results: a results directory (or bundle), a loaded ``Bundle``, or a results DataFrame.
-        a, b: explainer labels in the results.
+        a: an explainer label in the results.
+        b: another one.
         draws: bootstrap draws ``{(benchmark, explainer, metric): (n_resamples,)}`` (default: the
             directory's stored draws; none for a DataFrame).
         level: the intervals' coverage.
