@@ -42,6 +42,7 @@ import pandas as pd
 from dattr_eval.benchmarks import Benchmark
 from dattr_eval.evaluation import store
 from dattr_eval.evaluation.fingerprint import benchmark_parts, parts_fingerprint
+from dattr_eval.evaluation.leaderboard import Draws
 from dattr_eval.evaluation.report import stored_draws
 from dattr_eval.evaluation.store import ResultStore, read_results
 from dattr_eval.metrics.base import Metric
@@ -57,9 +58,6 @@ MODEL_KEY = re.compile(r"[0-9A-Za-z_\-]+")
 TRUTH_PREFIX = "ground truth "
 #: fingerprint part values up to this long are shown in mismatch messages (digests are longer)
 SHORT_VALUE = 24
-
-#: ``(benchmark, explainer, metric) -> (n_resamples,)`` bootstrap draws
-Draws = Mapping[tuple[str, str, str], np.ndarray]
 
 
 class BaselineMismatchError(ValueError):

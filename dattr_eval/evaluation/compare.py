@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dattr_eval.evaluation.bundle import Bundle, Draws, load_bundle
-from dattr_eval.evaluation.leaderboard import LEVEL
+from dattr_eval.evaluation.bundle import Bundle, load_bundle
+from dattr_eval.evaluation.leaderboard import LEVEL, Draws
 from dattr_eval.statistics import percentile_interval
 from dattr_eval.validation import check_fraction
 
