@@ -28,6 +28,7 @@ from dattr_eval.evaluation.cell import CellHook, CellSpec
 from dattr_eval.evaluation.executor import EXECUTORS, Executor, LocalExecutor
 from dattr_eval.evaluation.fingerprint import benchmark_fingerprint, cell_key, estimator_key
 from dattr_eval.evaluation.grid import as_list, resolve_explainers, resolve_metrics
+from dattr_eval.evaluation.portable import inline_checkpoints
 from dattr_eval.evaluation.providers import missing_ground_truth
 from dattr_eval.evaluation.retraining import RetrainingService
 from dattr_eval.evaluation.rows import cell_rows
@@ -191,7 +192,17 @@ class Evaluator:
                 )
 
     def _build(self, spec: str | BenchmarkSpec | Benchmark) -> tuple[Benchmark, ...]:
-        """The benchmark built once per replicate seed, on the device, all under the base name."""
+        """The benchmark built once per replicate seed, on the device, all under the base name.
+
+        For executors that ship cells to other machines (``executor.portable``), training
+        checkpoints are loaded into memory (``evaluation.portable.inline_checkpoints``).
+        """
+        built = self._build_replicates(spec)
+        if getattr(self.executor, "portable", False):
+            built = tuple(inline_checkpoints(b) for b in built)
+        return built
+
+    def _build_replicates(self, spec: str | BenchmarkSpec | Benchmark) -> tuple[Benchmark, ...]:
         if isinstance(spec, Benchmark):
             return (_on_device(spec, self.device),)
         recipe = create_benchmark(spec) if isinstance(spec, str) else spec

@@ -81,6 +81,19 @@ class RetrainingService:
         self._memo: dict[str, torch.Tensor] = {}
         self._base_key: str | None = None
 
+    def relocated(self, cache_dir: str | os.PathLike[str] | None) -> RetrainingService:
+        """A copy caching under ``cache_dir`` (a worker's own cache on another machine)."""
+        copy = RetrainingService(
+            self.retrainer,
+            self.train_dataset,
+            self.test_inputs,
+            self.test_targets,
+            cache_dir=cache_dir,
+            progress=self.progress,
+        )
+        copy._base_key = self._base_key
+        return copy
+
     # ------------------------------------------------------------------ keys
     def base_key(self) -> str:
         """The content key of everything but the request (computed once)."""
