@@ -1,155 +1,655 @@
-"""The results file of an evaluation: one CSV in ``out_dir``, appended as cells finish.
+"""The results of an evaluation: ``out_dir/results.sqlite`` (the source of truth) and its export
+``out_dir/results.csv``.
 
-One row per benchmark × explainer × metric (``kind="metric"``) plus one profile row per
-benchmark × explainer (``kind="profile"``, ``metric=""``). Reruns append; when a key appears
-several times the last row wins (``read_results(latest=True)``), so a rerun that recomputes a
-failed cell supersedes the old error row.
+Rows (columns :data:`COLUMNS`, see ``results_schema``) are appended one finished cell at a time, in
+one SQLite transaction together with the cell's bootstrap draws, so a cell is stored whole or not at
+all whatever interrupts the run (SIGKILL, Ctrl-C, a full disk). ``results.csv`` lists every stored
+row in insertion order; it is rewritten atomically (temporary file + ``os.replace``) inside the same
+transaction, so it never shows a torn line and never shows a row the database lacks for longer than
+the transaction. Reruns append; the latest row per :data:`KEY` is the current result.
+
+Concurrency: several processes may share one ``out_dir``. SQLite serialises writers (busy timeout
+:data:`BUSY_TIMEOUT_S`); ``claim`` / ``release`` let two runs split a grid: a claim records the
+claiming process (host name, pid and its start time) and is taken over once that process has
+exited, or when it is older than ``stale_after_s`` (the only test for a process on another host).
+A lock file (``.results.lock``, ``flock``: shared for every operation, exclusive for creating and
+repairing the database) keeps one process from rebuilding the database under another.
+
+Healing, never failing on content: a database that SQLite reports corrupt is moved aside
+(``results.sqlite.corrupt-<time>``) with a warning and rebuilt from what of it can still be read,
+else from ``results.csv``. A ``results.csv`` without a database (schema v1, written by an older
+dattr_eval, or an export whose database was lost) is imported on first open; malformed records
+are set aside in ``results.rejected.csv`` with a warning (see ``results_csv``), and a v1 original is
+kept as ``results.v1.csv``. :func:`read_results` and :func:`read_bootstrap` only read: they work on a
+read-only directory and fall back to ``results.csv`` when the database cannot be read.
+
+Journal mode: SQLite's rollback journal (``DELETE``) with ``synchronous=FULL``. Write-ahead logging
+buys nothing here, because connections are short-lived (one per operation, safe across ``fork``),
+and it would keep a read-only directory from being read and need shared memory that network file
+systems do not provide. Out directories on network file systems still depend on their ``flock``
+and ``fcntl`` locks being honoured.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import math
+import contextlib
+import io
 import os
-from collections.abc import Iterable
+import shutil
+import sqlite3
+import time
+import warnings
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import numpy as np
 import pandas as pd
 
-RESULTS_FILE = "results.csv"
-
-#: the fixed column set of the results file, in order
-COLUMNS: tuple[str, ...] = (
-    "benchmark",
-    "explainer",
-    "metric",
-    "kind",
-    "status",
-    "score",
-    "score_std",
-    "n_scored",
-    "higher_is_better",
-    "category",
-    "error",
-    "explainer_class",
-    "explainer_params",
-    "metric_params",
-    "fit_s",
-    "explain_s",
-    "explain_s_per_sample",
-    "self_influence_s",
-    "randomized_s",
-    "metrics_s",
-    "cell_s",
-    "peak_rss_mb",
-    "rss_increase_mb",
-    "cuda_peak_mb",
-    "device",
-    "device_name",
-    "n_train",
-    "n_test",
-    "timestamp",
-    "version",
+from dattr_eval.atomic import (
+    TEMP_SUFFIX,
+    FileLock,
+    ProcessId,
+    atomic_write,
+    deferred_sigint,
+    is_alive,
+    temp_sibling,
+    this_process,
 )
-KEY = ("benchmark", "explainer", "metric", "kind")
+from dattr_eval.evaluation.results_csv import (
+    CsvContent,
+    append_rejected,
+    read_results_csv,
+    write_results_csv,
+)
+from dattr_eval.evaluation.results_schema import (
+    BOOL_COLUMNS,
+    COLUMNS,
+    FINISHED_STATUSES,
+    FLOAT_COLUMNS,
+    INTEGER_COLUMNS,
+    KEY,
+    SCHEMA_VERSION,
+    V1_COLUMNS,
+    normalize_row,
+    to_frame,
+    to_json,
+)
+
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "CLAIM_STALE_AFTER_S",
+    "COLUMNS",
+    "DB_FILE",
+    "KEY",
+    "REJECTED_FILE",
+    "RESULTS_FILE",
+    "SCHEMA_VERSION",
+    "V1_COLUMNS",
+    "ResultStore",
+    "ResultStoreError",
+    "read_bootstrap",
+    "read_results",
+    "to_json",
+]
+
+RESULTS_FILE = "results.csv"
+DB_FILE = "results.sqlite"
+REJECTED_FILE = "results.rejected.csv"
+LOCK_FILE = ".results.lock"
+V1_BACKUP_FILE = "results.v1.csv"
+#: seconds a process waits for another one's write transaction before giving up
+BUSY_TIMEOUT_S = 120.0
+#: default age (seconds) after which a claim is taken over even if its process may still run
+CLAIM_STALE_AFTER_S = 24 * 3600.0
+
+_T = TypeVar("_T")
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
 
 
-def to_json(value: Any) -> str:
-    """A deterministic JSON string of hyperparameters (non-JSON values via ``repr``)."""
-    return json.dumps(value, sort_keys=True, default=repr)
+class ResultStoreError(OSError):
+    """The results database could not be read or written (locked too long, disk full, ...)."""
 
 
+def _sql_type(column: str) -> str:
+    if column in FLOAT_COLUMNS:
+        return "REAL"
+    if column in INTEGER_COLUMNS or column in BOOL_COLUMNS:
+        return "INTEGER"
+    return "TEXT"
+
+
+_COLUMN_LIST = ", ".join(f'"{c}"' for c in COLUMNS)
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    (
+        "CREATE TABLE IF NOT EXISTS rows (id INTEGER PRIMARY KEY, "
+        + ", ".join(f'"{c}" {_sql_type(c)}' for c in COLUMNS)
+        + ")"
+    ),
+    "CREATE INDEX IF NOT EXISTS rows_by_cell ON rows (cell_key, metric_key)",
+    (
+        "CREATE TABLE IF NOT EXISTS draws (row_id INTEGER PRIMARY KEY REFERENCES rows (id), "
+        "n INTEGER NOT NULL, data BLOB NOT NULL)"
+    ),
+    (
+        "CREATE TABLE IF NOT EXISTS claims (cell_key TEXT PRIMARY KEY, hostname TEXT NOT NULL, "
+        "pid INTEGER NOT NULL, started TEXT NOT NULL, claimed_at REAL NOT NULL)"
+    ),
+)
+_LATEST_IDS = f"SELECT MAX(id) FROM rows GROUP BY {', '.join(KEY)}"
+
+
+# ----------------------------------------------------------------------- connections
+@contextlib.contextmanager
+def _connect(db: Path, *, readonly: bool = False) -> Iterator[sqlite3.Connection]:
+    """A connection in autocommit mode (transactions are explicit), closed on exit."""
+    uri = db.resolve().as_uri() + ("?mode=ro" if readonly else "")
+    conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    try:
+        conn.execute("PRAGMA synchronous=FULL")
+        yield conn
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction (``BEGIN IMMEDIATE``: the write lock is taken at once)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _is_corruption(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says the database file is damaged (not busy, full or missing a table)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:  # Python < 3.11: corruption raises the base DatabaseError class itself
+        return type(exc) is sqlite3.DatabaseError
+    return code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+
+
+def _create_schema(conn: sqlite3.Connection) -> bool:
+    """Create the tables (and columns added since) that are missing; True when the file was new."""
+    fresh = conn.execute("SELECT name FROM sqlite_master WHERE name = 'meta'").fetchone() is None
+    for statement in _SCHEMA:
+        conn.execute(statement)
+    present = {info[1] for info in conn.execute("PRAGMA table_info(rows)")}
+    for column in COLUMNS:
+        if column not in present:
+            conn.execute(f'ALTER TABLE rows ADD COLUMN "{column}" {_sql_type(column)}')
+    conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+    return fresh
+
+
+def _insert_rows(conn: sqlite3.Connection, rows: Iterable[dict[str, Any]]) -> list[int]:
+    """Insert checked rows; their new ids."""
+    sql = f"INSERT INTO rows ({_COLUMN_LIST}) VALUES ({', '.join('?' * len(COLUMNS))})"
+    return [conn.execute(sql, [row[c] for c in COLUMNS]).lastrowid for row in rows]
+
+
+def _select_rows(conn: sqlite3.Connection, where: str = "", args: tuple = ()) -> list[tuple]:
+    return conn.execute(f"SELECT {_COLUMN_LIST} FROM rows {where} ORDER BY id", args).fetchall()
+
+
+def _frame(conn: sqlite3.Connection, latest: bool) -> pd.DataFrame:
+    return to_frame(_select_rows(conn, f"WHERE id IN ({_LATEST_IDS})" if latest else ""))
+
+
+def _bootstrap(conn: sqlite3.Connection) -> dict[tuple[str, str, str], np.ndarray]:
+    """Draws of the latest metric row per (benchmark, explainer, metric) when that row is ok."""
+    found = conn.execute(
+        "SELECT r.benchmark, r.explainer, r.metric, d.n, d.data FROM rows r "
+        "JOIN draws d ON d.row_id = r.id WHERE r.status = 'ok' AND r.id IN "
+        "(SELECT MAX(id) FROM rows WHERE kind = 'metric' GROUP BY benchmark, explainer, metric)"
+    ).fetchall()
+    out = {}
+    for benchmark, explainer, metric, n, data in found:
+        draws = np.frombuffer(data, dtype="<f8")
+        if draws.size != n:
+            warnings.warn(
+                f"bootstrap draws of {benchmark}/{explainer}/{metric} are damaged "
+                f"({draws.size} values stored, {n} expected); left out",
+                stacklevel=3,
+            )
+            continue
+        out[(benchmark, explainer, metric)] = draws.astype(np.float64)
+    return out
+
+
+def _rows_from_csv(path: Path, out_dir: Path, *, keep_rejected: bool) -> CsvContent:
+    """The rows of a results CSV (none if absent), warning about the records it sets aside."""
+    content = read_results_csv(path) if path.is_file() else CsvContent()
+    if content.rejected:
+        where = f"; kept in {out_dir / REJECTED_FILE}" if keep_rejected else ""
+        lines = ", ".join(str(r.line) for r in content.rejected[:10])
+        more = " ..." if len(content.rejected) > 10 else ""
+        warnings.warn(
+            f"{path}: {len(content.rejected)} malformed record(s) set aside (line {lines}{more}: "
+            f"{content.rejected[0].reason}){where}",
+            stacklevel=3,
+        )
+        if keep_rejected:
+            append_rejected(out_dir / REJECTED_FILE, path.name, content.rejected)
+    return content
+
+
+def _stat_token(path: Path) -> str | None:
+    """``"size:mtime_ns:inode"`` of a file, ``None`` when absent: tells whether it was changed."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+
+
+def _prepare_out_dir(out_dir: str | os.PathLike[str]) -> Path:
+    """Create ``out_dir`` if needed and check that files can be created in it."""
+    path = Path(out_dir)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(
+            f"out_dir '{path}' is a file; expected a directory for the results"
+        )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next(p for p in path.parents if p.exists())
+        raise NotADirectoryError(
+            f"out_dir '{path}' cannot be created: '{blocker}' is a file, not a directory"
+        ) from None
+    except OSError as exc:
+        raise PermissionError(f"out_dir '{path}' cannot be created: {exc.strerror}") from None
+    probe = temp_sibling(path / LOCK_FILE)
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        os.unlink(probe)
+        with open(path / LOCK_FILE, "ab"):
+            pass
+    except OSError as exc:
+        raise PermissionError(
+            f"out_dir '{path}' is not writable ({exc.strerror}); results cannot be stored there"
+        ) from None
+    return path
+
+
+# ----------------------------------------------------------------------- the store
 class ResultStore:
-    """Appends rows to ``out_dir/results.csv`` and answers which cells are finished."""
+    """Appends finished cells' rows and bootstrap draws to ``out_dir``; answers what is finished.
+
+    Args:
+        out_dir: the evaluation's output directory, created if missing.
+
+    Raises:
+        NotADirectoryError: ``out_dir`` is a file or lies under a file.
+        PermissionError: ``out_dir`` cannot be created or written.
+
+    Attributes:
+        out_dir: the directory.
+        path: ``out_dir/results.csv``, the export users read.
+        db_path: ``out_dir/results.sqlite``, the source of truth.
+    """
 
     def __init__(self, out_dir: str | os.PathLike[str]) -> None:
-        self.out_dir = Path(out_dir)
+        self.out_dir = _prepare_out_dir(out_dir)
         self.path = self.out_dir / RESULTS_FILE
+        self.db_path = self.out_dir / DB_FILE
+        self._lock_path = self.out_dir / LOCK_FILE
+        with FileLock(self._lock_path):
+            try:
+                with _connect(self.db_path) as conn, _transaction(conn):
+                    if _create_schema(conn):
+                        self._import_csv(conn)
+            except sqlite3.Error as exc:
+                if not _is_corruption(exc):
+                    raise self._error(True, exc) from exc
+                self._heal(exc)
 
-    def append(self, rows: Iterable[dict[str, Any]]) -> None:
-        """Write ``rows`` (dicts with keys from ``COLUMNS``) and flush them to disk."""
-        rows = list(rows)
-        unknown = {k for row in rows for k in row} - set(COLUMNS)
-        if unknown:
-            raise ValueError(f"unknown result column(s) {sorted(unknown)}; known: {list(COLUMNS)}")
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        new = not self.path.exists() or self.path.stat().st_size == 0
-        with open(self.path, "a", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=COLUMNS)
-            if new:
-                writer.writeheader()
-            for row in rows:
-                writer.writerow({k: _cell(row.get(k)) for k in COLUMNS})
-            fh.flush()
-            os.fsync(fh.fileno())
+    # --------------------------------------------------------------- public API
+    def append(
+        self, rows: Iterable[Mapping[str, Any]], draws: Mapping[str, np.ndarray] | None = None
+    ) -> None:
+        """Store one finished cell: its rows and its metric rows' bootstrap draws, all or nothing.
+
+        Args:
+            rows: dicts with keys from ``COLUMNS`` (missing ones are empty); ``schema_version`` is
+                filled in.
+            draws: metric label -> ``(n_resamples,)`` bootstrap draws of that label's
+                ``kind="metric"`` row in ``rows``.
+
+        Raises:
+            ValueError: an unknown column, a bad value (see ``normalize_row``), a draws label that
+                matches no (or several) metric rows, or draws that are not one-dimensional.
+            TypeError: a number or bool column given a value of another type.
+            ResultStoreError: the database cannot be written (disk full, locked for too long).
+
+        Ctrl-C during the write is held back until the cell is stored (then raised as usual).
+        """
+        checked = [normalize_row(row) for row in rows]
+        for row in checked:
+            if row["schema_version"] != SCHEMA_VERSION:
+                raise ValueError(
+                    f"schema_version is set by the store ({SCHEMA_VERSION}), got "
+                    f"{row['schema_version']!r}"
+                )
+        blobs = _match_draws(checked, draws or {})
+        if not checked:
+            return
+
+        def insert(conn: sqlite3.Connection) -> None:
+            ids = _insert_rows(conn, checked)
+            conn.executemany(
+                "INSERT INTO draws VALUES (?, ?, ?)",
+                [(ids[i], values.size, values.tobytes()) for i, values in blobs],
+            )
+            self._export(conn)
+
+        with deferred_sigint():
+            self._run(insert, write=True)
+
+    def finished(self) -> set[tuple[str, str]]:
+        """``(cell_key, metric_key)`` pairs whose latest row has status ok, skipped or not_applicable.
+
+        Profile and card rows have ``metric_key = ""``. Rows without a ``cell_key`` (imported from
+        schema v1) never count as finished.
+        """
+        return self._run(_finished_pairs, write=False)
+
+    def claim(
+        self,
+        cell_key: str,
+        *,
+        stale_after_s: float = CLAIM_STALE_AFTER_S,
+        needed: Collection[str] | None = None,
+    ) -> bool:
+        """Whether this process may compute the cell ``cell_key``; if so, records its claim.
+
+        True when the cell has work left and no other live process claims it. Work left: with
+        ``needed`` (the metric keys the caller would compute, ``""`` for the profile row), one of
+        them is not finished; with ``needed=None``, the cell has no rows yet or one of its latest
+        rows is not finished (an error). Pass ``needed`` when the grid may have gained metrics
+        since the cell was stored. A claim by another process is taken over, with a warning, when
+        that process has exited (same host: pid and start time) or when the claim is older than
+        ``stale_after_s`` seconds. Claiming a cell twice is harmless.
+        """
+        if not isinstance(cell_key, str) or not cell_key:
+            raise ValueError(f"cell_key must be a non-empty string, got {cell_key!r}")
+        if not stale_after_s > 0:
+            raise ValueError(f"stale_after_s must be > 0, got {stale_after_s!r}")
+        wanted = None if needed is None else set(needed)
+
+        def take(conn: sqlite3.Connection) -> bool:
+            if wanted is None:
+                statuses = _latest_statuses(conn, cell_key).values()
+                left = not statuses or any(s not in FINISHED_STATUSES for s in statuses)
+            else:
+                left = not wanted <= {m for _, m in _finished_pairs(conn, cell_key)}
+            if not left:
+                return False
+            me = this_process()
+            held = conn.execute(
+                "SELECT hostname, pid, started, claimed_at FROM claims WHERE cell_key = ?",
+                (cell_key,),
+            ).fetchone()
+            if held is not None and ProcessId(*held[:3]) != me:
+                holder, age = ProcessId(*held[:3]), time.time() - held[3]
+                alive = is_alive(holder)
+                if alive is not False and age < stale_after_s:
+                    return False
+                why = "has exited" if alive is False else f"claimed it {age:.0f} s ago"
+                warnings.warn(
+                    f"cell {cell_key!r}: taking over the claim of process {holder.pid} on "
+                    f"{holder.hostname}, which {why}",
+                    stacklevel=4,
+                )
+            conn.execute(
+                "INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?)",
+                (cell_key, me.hostname, me.pid, me.started, time.time()),
+            )
+            return True
+
+        return self._run(take, write=True)
+
+    def release(self, cell_key: str) -> None:
+        """Drop this process's claim on ``cell_key`` (no-op when it holds none)."""
+        me = this_process()
+        self._run(
+            lambda conn: conn.execute(
+                "DELETE FROM claims WHERE cell_key = ? AND hostname = ? AND pid = ? AND started = ?",
+                (cell_key, me.hostname, me.pid, me.started),
+            ),
+            write=True,
+        )
 
     def read(self, latest: bool = True) -> pd.DataFrame:
-        """The results as a DataFrame (empty with ``COLUMNS`` when no file yet)."""
-        return read_results(self.out_dir, latest=latest)
+        """The stored rows (columns ``COLUMNS``), in insertion order.
 
-    def finished(self) -> set[tuple[str, str, str, str]]:
-        """``(benchmark, explainer, explainer_params, metric)`` of rows with status ``ok`` or ``skipped``.
-
-        Profile rows appear with ``metric = ""``.
+        Args:
+            latest: keep only the latest row per ``KEY`` (benchmark, explainer, metric, kind).
         """
-        df = self.read()
-        ok = df[df["status"].isin(("ok", "skipped"))]
-        return {
-            (str(r.benchmark), str(r.explainer), str(r.explainer_params), str(r.metric))
-            for r in ok.itertuples(index=False)
-        }
+        return self._run(lambda conn: _frame(conn, latest), write=False)
+
+    def read_bootstrap(self) -> dict[tuple[str, str, str], np.ndarray]:
+        """``(benchmark, explainer, metric) -> (n_resamples,)`` draws of the latest ok metric row."""
+        return self._run(_bootstrap, write=False)
+
+    # --------------------------------------------------------------- internals
+    def _run(self, op: Callable[[sqlite3.Connection], _T], *, write: bool) -> _T:
+        """Run ``op`` on a fresh connection (in a write transaction if ``write``); heals once."""
+        try:
+            return self._attempt(op, write)
+        except sqlite3.Error as exc:
+            if not _is_corruption(exc):
+                raise self._error(write, exc) from exc
+            damaged, seen = exc, _stat_token(self.db_path)
+        with FileLock(self._lock_path):  # exclusive, taken after the shared lock was released
+            if _stat_token(self.db_path) == seen:  # not already rebuilt by another process
+                self._heal(damaged)
+        try:
+            return self._attempt(op, write)
+        except sqlite3.Error as exc:
+            raise self._error(write, exc) from exc
+
+    def _attempt(self, op: Callable[[sqlite3.Connection], _T], write: bool) -> _T:
+        with FileLock(self._lock_path, shared=True), _connect(self.db_path) as conn:
+            if not write:
+                return op(conn)
+            with _transaction(conn):
+                return op(conn)
+
+    def _error(self, write: bool, exc: sqlite3.Error) -> ResultStoreError:
+        action = "write to" if write else "read"
+        return ResultStoreError(f"cannot {action} the results database {self.db_path}: {exc}")
+
+    def _export(self, conn: sqlite3.Connection, *, rewrite: bool = False) -> None:
+        """Bring ``results.csv`` up to date inside the caller's write transaction.
+
+        Appends the new rows to a copy of the last export when the file is still the one this store
+        wrote (same size, mtime and inode), else rewrites it from all rows; either way the new file
+        replaces the old one atomically.
+        """
+        meta = dict(conn.execute("SELECT key, value FROM meta"))
+        recorded, current = meta.get("export_stat"), _stat_token(self.path)
+        incremental = not rewrite and current is not None and current == recorded
+        if recorded is not None and current != recorded and not rewrite:
+            same_size = current is not None and current.split(":")[0] == recorded.split(":")[0]
+            if not same_size:
+                warnings.warn(
+                    f"{self.path} differs from the last export (an interrupted write or an edit); "
+                    f"rewritten from {self.db_path.name}, the source of truth",
+                    stacklevel=5,
+                )
+        for stale in self.out_dir.glob(f".{RESULTS_FILE}.*{TEMP_SUFFIX}"):
+            stale.unlink(missing_ok=True)  # left by a killed writer; writers hold the write lock
+        after = int(meta.get("export_last_id", 0)) if incremental else 0
+        text = io.StringIO()
+        write_results_csv(
+            text, _select_rows(conn, "WHERE id > ?", (after,)), header=not incremental
+        )
+        with atomic_write(self.path) as fh:
+            if incremental:
+                with open(self.path, "rb") as old:
+                    shutil.copyfileobj(old, fh, 1 << 20)
+            fh.write(text.getvalue().encode("utf-8"))
+        last_id = conn.execute("SELECT COALESCE(MAX(id), 0) FROM rows").fetchone()[0]
+        conn.executemany(
+            "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+            [("export_stat", _stat_token(self.path)), ("export_last_id", str(last_id))],
+        )
+
+    def _import_csv(self, conn: sqlite3.Connection) -> None:
+        """Fill a new database from ``results.csv`` when one exists (schema v1 or an export)."""
+        if not self.path.is_file():
+            return
+        content = _rows_from_csv(self.path, self.out_dir, keep_rejected=True)
+        _insert_rows(conn, content.rows)
+        notes = []
+        if any(row["schema_version"] == 1 for row in content.rows):
+            backup = self.out_dir / V1_BACKUP_FILE
+            if not backup.exists():
+                shutil.copy2(self.path, backup)
+            notes.append(f"the original is kept as {backup.name}")
+        elif content.rows:
+            notes.append("bootstrap draws are not in the CSV: read_bootstrap has none for them")
+        self._export(conn, rewrite=True)
+        if content.rows:
+            warnings.warn(
+                f"{self.path} had no {DB_FILE} beside it (written by an older dattr_eval, or the "
+                f"database was lost): imported {len(content.rows)} row(s)"
+                + "".join(f"; {note}" for note in notes),
+                stacklevel=4,
+            )
+
+    def _heal(self, exc: sqlite3.Error) -> None:
+        """Move a corrupt database aside and rebuild it (caller holds the exclusive lock)."""
+        aside = self.db_path.with_name(
+            f"{DB_FILE}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        )
+        for suffix in ("", "-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(f"{self.db_path}{suffix}", f"{aside}{suffix}")
+        salvaged = _salvage(aside)
+        with _connect(self.db_path) as conn, _transaction(conn):
+            _create_schema(conn)
+            if salvaged is None:
+                source = f"{self.path.name} (bootstrap draws and claims are lost)"
+                content = _rows_from_csv(self.path, self.out_dir, keep_rejected=True)
+                _insert_rows(conn, content.rows)
+            else:
+                source = f"the readable part of {aside.name}"
+                rows, draws = salvaged
+                ids = _insert_rows(conn, [dict(zip(COLUMNS, row[1:])) for row in rows])
+                new_id = {row[0]: i for row, i in zip(rows, ids)}
+                conn.executemany(
+                    "INSERT INTO draws VALUES (?, ?, ?)",
+                    [(new_id[r], n, data) for r, n, data in draws if r in new_id],
+                )
+            self._export(conn, rewrite=True)
+            n_rows = conn.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
+        warnings.warn(
+            f"{self.db_path} is damaged ({exc}); moved to {aside.name} and rebuilt from "
+            f"{source}: {n_rows} row(s)",
+            stacklevel=4,
+        )
 
 
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, float) and math.isnan(value):
-        return ""
-    return value
+def _salvage(db: Path) -> tuple[list[tuple], list[tuple]] | None:
+    """All rows (with ids) and draws of a damaged database, or ``None`` unless all can be read."""
+    try:
+        with _connect(db, readonly=True) as conn:
+            rows = conn.execute(f"SELECT id, {_COLUMN_LIST} FROM rows ORDER BY id").fetchall()
+            draws = conn.execute("SELECT row_id, n, data FROM draws").fetchall()
+    except sqlite3.Error:
+        return None
+    return rows, draws
+
+
+def _latest_statuses(
+    conn: sqlite3.Connection, cell_key: str | None = None
+) -> dict[tuple[str, str], str]:
+    """``(cell_key, metric_key) -> status`` of the latest row (of one cell, or of all)."""
+    where, args = ("cell_key = ?", (cell_key,)) if cell_key else ("cell_key != ''", ())
+    found = conn.execute(
+        f"SELECT cell_key, metric_key, status FROM rows WHERE id IN "
+        f"(SELECT MAX(id) FROM rows WHERE {where} GROUP BY cell_key, metric_key)",
+        args,
+    )
+    return {(c, m): status for c, m, status in found}
+
+
+def _finished_pairs(conn: sqlite3.Connection, cell_key: str | None = None) -> set[tuple[str, str]]:
+    """``(cell_key, metric_key)`` whose latest row is finished (of one cell, or of all)."""
+    latest = _latest_statuses(conn, cell_key)
+    return {pair for pair, status in latest.items() if status in FINISHED_STATUSES}
+
+
+def _match_draws(
+    rows: list[dict[str, Any]], draws: Mapping[str, np.ndarray]
+) -> list[tuple[int, np.ndarray]]:
+    """``(row index, float64 little-endian draws)`` for each label of ``draws``."""
+    matched = []
+    for label, values in draws.items():
+        hits = [i for i, r in enumerate(rows) if r["kind"] == "metric" and r["metric"] == label]
+        if len(hits) != 1:
+            raise ValueError(
+                f"draws[{label!r}] must belong to exactly one kind='metric' row of this append, "
+                f"found {len(hits)}"
+            )
+        array = np.asarray(values, dtype="<f8")
+        if array.ndim != 1:
+            raise ValueError(f"draws[{label!r}] must be 1-D (n_resamples,), got {array.shape}")
+        matched.append((hits[0], array))
+    return matched
+
+
+# ----------------------------------------------------------------------- read-only access
+def _read_only(
+    out_dir: str | os.PathLike[str], query: Callable[[sqlite3.Connection], _T]
+) -> _T | None:
+    """``query`` on ``out_dir``'s database opened read-only; ``None`` when it cannot be read."""
+    db = Path(out_dir) / DB_FILE
+    if not db.is_file() or db.stat().st_size == 0:
+        return None
+    try:
+        with _connect(db, readonly=True) as conn:
+            return query(conn)
+    except sqlite3.Error as exc:
+        warnings.warn(
+            f"{db} cannot be read ({exc}); reading {RESULTS_FILE} instead "
+            f"(the next run repairs the database)",
+            stacklevel=3,
+        )
+        return None
 
 
 def read_results(out_dir: str | os.PathLike[str], latest: bool = True) -> pd.DataFrame:
-    """Read ``out_dir/results.csv``.
+    """The results in ``out_dir`` as a DataFrame with the columns ``COLUMNS``; writes nothing.
+
+    Reads ``results.sqlite``, else (no database, or a damaged one) ``results.csv`` of any schema
+    version, setting malformed records aside with a warning. An empty frame when there is neither.
 
     Args:
         out_dir: the evaluation's output directory.
-        latest: keep only the last row per (benchmark, explainer, metric, kind).
-
-    Returns:
-        A DataFrame with the columns ``COLUMNS``; ``metric`` is ``""`` on profile rows.
+        latest: keep only the latest row per ``KEY`` (benchmark, explainer, metric, kind).
     """
-    path = Path(out_dir) / RESULTS_FILE
-    if not path.exists():
-        return pd.DataFrame(columns=list(COLUMNS))
-    df = pd.read_csv(
-        path, keep_default_na=False, na_values={c: [""] for c in COLUMNS if c not in _TEXT}
-    )
-    for col in _TEXT:
-        df[col] = df[col].astype(str)
-    df["higher_is_better"] = df["higher_is_better"].map(
-        {"True": True, "False": False, True: True, False: False}
-    )
+    frame = _read_only(out_dir, lambda conn: _frame(conn, latest))
+    if frame is not None:
+        return frame
+    content = _rows_from_csv(Path(out_dir) / RESULTS_FILE, Path(out_dir), keep_rejected=False)
+    df = to_frame([tuple(row[c] for c in COLUMNS) for row in content.rows])
     if latest and len(df):
         df = df.drop_duplicates(subset=list(KEY), keep="last").reset_index(drop=True)
     return df
 
 
-_TEXT = (
-    "higher_is_better",
-    "benchmark",
-    "explainer",
-    "metric",
-    "kind",
-    "status",
-    "category",
-    "error",
-    "explainer_class",
-    "explainer_params",
-    "metric_params",
-    "device",
-    "device_name",
-    "timestamp",
-    "version",
-)
+def read_bootstrap(out_dir: str | os.PathLike[str]) -> dict[tuple[str, str, str], np.ndarray]:
+    """``(benchmark, explainer, metric) -> (n_resamples,)`` bootstrap draws stored in ``out_dir``.
+
+    The draws of the latest ``kind="metric"`` row per key, when that row is ok and has draws; an
+    empty dict without a readable database (``results.csv`` holds no draws). Writes nothing.
+    """
+    return _read_only(out_dir, _bootstrap) or {}
