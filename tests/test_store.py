@@ -9,6 +9,7 @@ import os
 import resource
 import signal
 import sqlite3
+import struct
 import tempfile
 import time
 import warnings
@@ -457,6 +458,46 @@ def test_damage_found_during_a_run_is_healed_with_the_draws_kept(tmp_path):
     with pytest.warns(UserWarning, match="damaged.*rebuilt from the readable part"):
         assert store.finished() == {("c1", "k0"), ("c1", "k1"), ("c1", "k2"), ("c1", "")}
     np.testing.assert_array_equal(store.read_bootstrap()[("b", "e", "m1")], draws["m1"])
+
+
+def flip_stored_bytes(db: Path, stored: bytes) -> None:
+    """Flip one bit inside ``stored`` where it sits in the database file (SQLite cannot tell)."""
+    data = bytearray(db.read_bytes())
+    at = data.index(stored) + len(stored) - 2
+    data[at] ^= 0x01
+    db.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("where", ["score", "text", "draws"])
+def test_a_flipped_bit_in_a_stored_value_is_caught_by_its_checksum(tmp_path, where):
+    store = ResultStore(tmp_path)
+    rows, draws = cell_rows("c1")
+    rows[1]["score"] = 0.123456789
+    rows[1]["metric_params"] = '{"top_k": 12345}'
+    store.append(rows, draws)
+    store.append(*cell_rows("c2", explainer="other"))
+    stored = {
+        "score": struct.pack(">d", 0.123456789),  # SQLite stores a REAL big-endian
+        "text": b'{"top_k": 12345}',
+        "draws": draws["m1"].astype("<f8").tobytes()[:64],
+    }[where]
+    flip_stored_bytes(tmp_path / DB_FILE, stored)
+    with pytest.warns(UserWarning, match="1 row.* fail their checksum"):
+        boot = read_bootstrap(tmp_path)
+    assert ("b", "e", "m1") not in boot and ("b", "e", "m0") in boot
+    if where != "draws":  # read_results checks the rows, not the draws
+        with pytest.warns(UserWarning, match="1 row.* fail their checksum"):
+            df = read_results(tmp_path, latest=False)
+        assert list(df.metric[df.cell_key == "c1"]) == ["m0", "m2", ""]  # m1 left out
+    with pytest.warns(UserWarning, match="1 damaged record.*row 2: checksum mismatch"):
+        store = ResultStore(tmp_path)
+    assert ("c1", "k1") not in store.finished() and ("c1", "k0") in store.finished()
+    assert store.claim("c1", needed={"k0", "k1", "k2", ""})  # the next run recomputes k1
+    assert b"# results.sqlite row 2: checksum mismatch" in (tmp_path / REJECTED_FILE).read_bytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # set aside once
+        assert len(ResultStore(tmp_path).read(latest=False)) == 2 * (N_METRICS + 1) - 1
+    export_matches_db(tmp_path)
 
 
 def test_a_damaged_export_is_rewritten_from_the_database(tmp_path):

@@ -32,9 +32,9 @@ REQUIRED_COLUMNS = ("benchmark", "kind", "status")
 
 @dataclass(frozen=True)
 class RejectedRecord:
-    """A record set aside: its first line (1-based), its raw bytes and why."""
+    """A record set aside: where it was (``"line 4"``, ``"row 17"``), its raw bytes and why."""
 
-    line: int
+    where: str
     raw: bytes
     reason: str
 
@@ -117,7 +117,9 @@ def read_results_csv(path: str | Path) -> CsvContent:
     layout: tuple[str, ...] | None = None
 
     def reject(start: int, stop: int, reason: str) -> None:
-        content.rejected.append(RejectedRecord(start + 1, b"".join(raw[start:stop]), reason))
+        content.rejected.append(
+            RejectedRecord(f"line {start + 1}", b"".join(raw[start:stop]), reason)
+        )
 
     pos = 0
     while pos < len(lines):
@@ -164,10 +166,10 @@ def append_rejected(
 ) -> None:
     """Append rejected records to the side file ``path``, each after a comment naming its origin.
 
-    The comment line (``# <source> line <n>: <reason>``) precedes the record's raw bytes, kept as
+    The comment line (``# <source> <where>: <reason>``) precedes the record's raw bytes, kept as
     they were so that a user can repair and re-add a row by hand.
     """
     with open(path, "ab") as fh:
         for record in rejected:
-            fh.write(f"# {source} line {record.line}: {record.reason}\n".encode())
+            fh.write(f"# {source} {record.where}: {record.reason}\n".encode())
             fh.write(record.raw if record.raw.endswith(b"\n") else record.raw + b"\n")

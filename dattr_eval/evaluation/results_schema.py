@@ -188,7 +188,7 @@ def _typed(column: str, value: Any) -> Any:
         if math.isnan(number):
             return None
         if column in FLOAT_COLUMNS:
-            return number
+            return number + 0.0  # -0.0 becomes 0.0, as SQLite stores it
         if not number.is_integer():
             raise ValueError(f"column {column!r} must be an integer, got {value!r}")
         return int(number)
@@ -268,15 +268,17 @@ def to_frame(records: Sequence[Sequence[Any]]) -> pd.DataFrame:
     integer columns ``int64`` (``float64`` when a value is missing), bool columns ``True`` /
     ``False`` / NaN (``object``).
     """
-    df = pd.DataFrame.from_records(list(records), columns=list(COLUMNS))
-    for column in COLUMNS:
-        values = df[column]
+    by_column = list(zip(*records)) if len(records) else [()] * len(COLUMNS)
+    data = {}
+    for column, values in zip(COLUMNS, by_column):
         if column in TEXT_COLUMNS:
-            df[column] = values.where(values.notna(), "").astype(str)
+            data[column] = pd.Series(["" if v is None else v for v in values], dtype=str)
         elif column in BOOL_COLUMNS:
-            df[column] = values.map({1: True, 0: False})  # True == 1, False == 0
-        elif column in INTEGER_COLUMNS and values.notna().all():
-            df[column] = values.astype("int64")
+            data[column] = pd.Series(
+                [np.nan if v is None else bool(v) for v in values], dtype=object
+            )
+        elif column in INTEGER_COLUMNS and None not in values:
+            data[column] = pd.Series(np.array(values, dtype=np.int64))
         else:
-            df[column] = pd.to_numeric(values, errors="coerce").astype("float64")
-    return df
+            data[column] = pd.Series(np.array(values, dtype=np.float64))
+    return pd.DataFrame(data, columns=list(COLUMNS))

@@ -5,29 +5,36 @@ Rows (columns :data:`COLUMNS`, see ``results_schema``) are appended one finished
 one SQLite transaction together with the cell's bootstrap draws, so a cell is stored whole or not at
 all whatever interrupts the run (SIGKILL, Ctrl-C, a full disk). ``results.csv`` lists every stored
 row in insertion order; it is rewritten atomically (temporary file + ``os.replace``) inside the same
-transaction, so it never shows a torn line and never shows a row the database lacks for longer than
-the transaction. Reruns append; the latest row per :data:`KEY` is the current result.
+transaction, so it never shows a torn line. Reruns append; the latest row per :data:`KEY` is the
+current result.
 
 Concurrency: several processes may share one ``out_dir``. SQLite serialises writers (busy timeout
-:data:`BUSY_TIMEOUT_S`); ``claim`` / ``release`` let two runs split a grid: a claim records the
-claiming process (host name, pid and its start time) and is taken over once that process has
-exited, or when it is older than ``stale_after_s`` (the only test for a process on another host).
-A lock file (``.results.lock``, ``flock``: shared for every operation, exclusive for creating and
-repairing the database) keeps one process from rebuilding the database under another.
+``BUSY_TIMEOUT_S``); ``claim`` / ``release`` let two runs split a grid: a claim records the claiming
+process (host name, pid and its start time) and is taken over once that process has exited, or
+when it is older than ``stale_after_s`` (the only test for a process on another host). A lock file
+(``.results.lock``, ``flock``: shared for every operation, exclusive for opening and repairing the
+database) keeps one process from rebuilding the database under another.
 
-Healing, never failing on content: a database that SQLite reports corrupt is moved aside
-(``results.sqlite.corrupt-<time>``) with a warning and rebuilt from what of it can still be read,
-else from ``results.csv``. A ``results.csv`` without a database (schema v1, written by an older
-dattr_eval, or an export whose database was lost) is imported on first open; malformed records
-are set aside in ``results.rejected.csv`` with a warning (see ``results_csv``), and a v1 original is
-kept as ``results.v1.csv``. :func:`read_results` and :func:`read_bootstrap` only read: they work on a
-read-only directory and fall back to ``results.csv`` when the database cannot be read.
+Healing, never failing on content:
 
-Journal mode: SQLite's rollback journal (``DELETE``) with ``synchronous=FULL``. Write-ahead logging
-buys nothing here, because connections are short-lived (one per operation, safe across ``fork``),
-and it would keep a read-only directory from being read and need shared memory that network file
-systems do not provide. Out directories on network file systems still depend on their ``flock``
-and ``fcntl`` locks being honoured.
+- a database that SQLite reports corrupt is moved aside (``results.sqlite.corrupt-<time>``) with a
+  warning and rebuilt from what of it can still be read, else from ``results.csv``;
+- rows (or bootstrap draws) whose checksum fails (see ``results_db``) are moved to
+  ``results.rejected.csv`` with a warning when the store is opened, so the next run recomputes them;
+- a ``results.csv`` without a database (schema v1, written by an older dattr_eval, or an export
+  whose database was lost) is imported on first open; malformed records are set aside in
+  ``results.rejected.csv`` with a warning (see ``results_csv``), and a v1 original is kept as
+  ``results.v1.csv``;
+- an export changed outside the store is rewritten from the database on the next append.
+
+:func:`read_results` and :func:`read_bootstrap` only read: they work on a read-only directory, leave
+damaged rows out with a warning, and fall back to ``results.csv`` when the database cannot be read.
+
+Journal mode: SQLite's rollback journal with ``synchronous=FULL``. Write-ahead logging buys little
+here, because connections are short-lived (one per operation, which is also safe across ``fork``),
+and it would keep a read-only directory from being read and needs shared memory that network file
+systems do not provide. An ``out_dir`` on a network file system still depends on its ``flock`` and
+``fcntl`` locks being honoured.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ import shutil
 import sqlite3
 import time
 import warnings
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -49,7 +56,6 @@ import pandas as pd
 from dattr_eval.atomic import (
     TEMP_SUFFIX,
     FileLock,
-    ProcessId,
     atomic_write,
     deferred_sigint,
     is_alive,
@@ -58,16 +64,38 @@ from dattr_eval.atomic import (
 )
 from dattr_eval.evaluation.results_csv import (
     CsvContent,
+    RejectedRecord,
     append_rejected,
     read_results_csv,
     write_results_csv,
 )
+from dattr_eval.evaluation.results_db import (
+    BUSY_TIMEOUT_S,
+    all_rows_and_draws,
+    bootstrap_draws,
+    claim_holder,
+    connect,
+    create_schema,
+    damaged_ids,
+    delete_rows,
+    draws_checksum,
+    drop_claim,
+    finished_pairs,
+    insert_draws,
+    insert_rows,
+    is_corruption,
+    latest_statuses,
+    read_meta,
+    record_claim,
+    row_checksum,
+    rows_frame,
+    select_rows,
+    transaction,
+    write_meta,
+)
 from dattr_eval.evaluation.results_schema import (
-    BOOL_COLUMNS,
     COLUMNS,
     FINISHED_STATUSES,
-    FLOAT_COLUMNS,
-    INTEGER_COLUMNS,
     KEY,
     SCHEMA_VERSION,
     V1_COLUMNS,
@@ -98,145 +126,14 @@ DB_FILE = "results.sqlite"
 REJECTED_FILE = "results.rejected.csv"
 LOCK_FILE = ".results.lock"
 V1_BACKUP_FILE = "results.v1.csv"
-#: seconds a process waits for another one's write transaction before giving up
-BUSY_TIMEOUT_S = 120.0
 #: default age (seconds) after which a claim is taken over even if its process may still run
 CLAIM_STALE_AFTER_S = 24 * 3600.0
 
 _T = TypeVar("_T")
-_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
 
 
 class ResultStoreError(OSError):
     """The results database could not be read or written (locked too long, disk full, ...)."""
-
-
-def _sql_type(column: str) -> str:
-    if column in FLOAT_COLUMNS:
-        return "REAL"
-    if column in INTEGER_COLUMNS or column in BOOL_COLUMNS:
-        return "INTEGER"
-    return "TEXT"
-
-
-_COLUMN_LIST = ", ".join(f'"{c}"' for c in COLUMNS)
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    (
-        "CREATE TABLE IF NOT EXISTS rows (id INTEGER PRIMARY KEY, "
-        + ", ".join(f'"{c}" {_sql_type(c)}' for c in COLUMNS)
-        + ")"
-    ),
-    "CREATE INDEX IF NOT EXISTS rows_by_cell ON rows (cell_key, metric_key)",
-    (
-        "CREATE TABLE IF NOT EXISTS draws (row_id INTEGER PRIMARY KEY REFERENCES rows (id), "
-        "n INTEGER NOT NULL, data BLOB NOT NULL)"
-    ),
-    (
-        "CREATE TABLE IF NOT EXISTS claims (cell_key TEXT PRIMARY KEY, hostname TEXT NOT NULL, "
-        "pid INTEGER NOT NULL, started TEXT NOT NULL, claimed_at REAL NOT NULL)"
-    ),
-)
-_LATEST_IDS = f"SELECT MAX(id) FROM rows GROUP BY {', '.join(KEY)}"
-
-
-# ----------------------------------------------------------------------- connections
-@contextlib.contextmanager
-def _connect(db: Path, *, readonly: bool = False) -> Iterator[sqlite3.Connection]:
-    """A connection in autocommit mode (transactions are explicit), closed on exit."""
-    uri = db.resolve().as_uri() + ("?mode=ro" if readonly else "")
-    conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-    try:
-        conn.execute("PRAGMA synchronous=FULL")
-        yield conn
-    finally:
-        conn.close()
-
-
-@contextlib.contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """A write transaction (``BEGIN IMMEDIATE``: the write lock is taken at once)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
-def _is_corruption(exc: sqlite3.Error) -> bool:
-    """Whether ``exc`` says the database file is damaged (not busy, full or missing a table)."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is None:  # Python < 3.11: corruption raises the base DatabaseError class itself
-        return type(exc) is sqlite3.DatabaseError
-    return code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
-
-
-def _create_schema(conn: sqlite3.Connection) -> bool:
-    """Create the tables (and columns added since) that are missing; True when the file was new."""
-    fresh = conn.execute("SELECT name FROM sqlite_master WHERE name = 'meta'").fetchone() is None
-    for statement in _SCHEMA:
-        conn.execute(statement)
-    present = {info[1] for info in conn.execute("PRAGMA table_info(rows)")}
-    for column in COLUMNS:
-        if column not in present:
-            conn.execute(f'ALTER TABLE rows ADD COLUMN "{column}" {_sql_type(column)}')
-    conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-    return fresh
-
-
-def _insert_rows(conn: sqlite3.Connection, rows: Iterable[dict[str, Any]]) -> list[int]:
-    """Insert checked rows; their new ids."""
-    sql = f"INSERT INTO rows ({_COLUMN_LIST}) VALUES ({', '.join('?' * len(COLUMNS))})"
-    return [conn.execute(sql, [row[c] for c in COLUMNS]).lastrowid for row in rows]
-
-
-def _select_rows(conn: sqlite3.Connection, where: str = "", args: tuple = ()) -> list[tuple]:
-    return conn.execute(f"SELECT {_COLUMN_LIST} FROM rows {where} ORDER BY id", args).fetchall()
-
-
-def _frame(conn: sqlite3.Connection, latest: bool) -> pd.DataFrame:
-    return to_frame(_select_rows(conn, f"WHERE id IN ({_LATEST_IDS})" if latest else ""))
-
-
-def _bootstrap(conn: sqlite3.Connection) -> dict[tuple[str, str, str], np.ndarray]:
-    """Draws of the latest metric row per (benchmark, explainer, metric) when that row is ok."""
-    found = conn.execute(
-        "SELECT r.benchmark, r.explainer, r.metric, d.n, d.data FROM rows r "
-        "JOIN draws d ON d.row_id = r.id WHERE r.status = 'ok' AND r.id IN "
-        "(SELECT MAX(id) FROM rows WHERE kind = 'metric' GROUP BY benchmark, explainer, metric)"
-    ).fetchall()
-    out = {}
-    for benchmark, explainer, metric, n, data in found:
-        draws = np.frombuffer(data, dtype="<f8")
-        if draws.size != n:
-            warnings.warn(
-                f"bootstrap draws of {benchmark}/{explainer}/{metric} are damaged "
-                f"({draws.size} values stored, {n} expected); left out",
-                stacklevel=3,
-            )
-            continue
-        out[(benchmark, explainer, metric)] = draws.astype(np.float64)
-    return out
-
-
-def _rows_from_csv(path: Path, out_dir: Path, *, keep_rejected: bool) -> CsvContent:
-    """The rows of a results CSV (none if absent), warning about the records it sets aside."""
-    content = read_results_csv(path) if path.is_file() else CsvContent()
-    if content.rejected:
-        where = f"; kept in {out_dir / REJECTED_FILE}" if keep_rejected else ""
-        lines = ", ".join(str(r.line) for r in content.rejected[:10])
-        more = " ..." if len(content.rejected) > 10 else ""
-        warnings.warn(
-            f"{path}: {len(content.rejected)} malformed record(s) set aside (line {lines}{more}: "
-            f"{content.rejected[0].reason}){where}",
-            stacklevel=3,
-        )
-        if keep_rejected:
-            append_rejected(out_dir / REJECTED_FILE, path.name, content.rejected)
-    return content
 
 
 def _stat_token(path: Path) -> str | None:
@@ -277,9 +174,46 @@ def _prepare_out_dir(out_dir: str | os.PathLike[str]) -> Path:
     return path
 
 
+def _rows_from_csv(path: Path, *, side_file: Path | None) -> CsvContent:
+    """The rows of a results CSV (none if absent), warning about the records it sets aside."""
+    content = read_results_csv(path) if path.is_file() else CsvContent()
+    if content.rejected:
+        _set_aside(path, content.rejected, "malformed", side_file)
+    return content
+
+
+def _set_aside(
+    source: Path, rejected: list[RejectedRecord], what: str, side_file: Path | None
+) -> None:
+    """Warn about records left out of ``source`` and keep them in ``side_file`` (if given)."""
+    places = ", ".join(r.where for r in rejected[:10]) + (" ..." if len(rejected) > 10 else "")
+    kept = f"; kept in {side_file}" if side_file is not None else ""
+    warnings.warn(
+        f"{source}: {len(rejected)} {what} record(s) set aside ({places}: {rejected[0].reason})"
+        f"{kept}",
+        stacklevel=4,
+    )
+    if side_file is not None:
+        append_rejected(side_file, source.name, rejected)
+
+
+def _as_rejected(conn: sqlite3.Connection, ids: Collection[int]) -> list[RejectedRecord]:
+    """Damaged rows of the database as CSV records for the side file."""
+    rejected = []
+    for row_id in sorted(ids):
+        text = io.StringIO()
+        write_results_csv(text, select_rows(conn, "WHERE id = ?", (row_id,)), header=False)
+        reason = "checksum mismatch (the row or its bootstrap draws were damaged on disk)"
+        rejected.append(RejectedRecord(f"row {row_id}", text.getvalue().encode(), reason))
+    return rejected
+
+
 # ----------------------------------------------------------------------- the store
 class ResultStore:
     """Appends finished cells' rows and bootstrap draws to ``out_dir``; answers what is finished.
+
+    Opening the store creates or repairs the database (see the module docstring), so later calls
+    find it sound.
 
     Args:
         out_dir: the evaluation's output directory, created if missing.
@@ -287,6 +221,7 @@ class ResultStore:
     Raises:
         NotADirectoryError: ``out_dir`` is a file or lies under a file.
         PermissionError: ``out_dir`` cannot be created or written.
+        ResultStoreError: the database cannot be opened (locked for too long, disk full).
 
     Attributes:
         out_dir: the directory.
@@ -298,14 +233,16 @@ class ResultStore:
         self.out_dir = _prepare_out_dir(out_dir)
         self.path = self.out_dir / RESULTS_FILE
         self.db_path = self.out_dir / DB_FILE
+        self.rejected_path = self.out_dir / REJECTED_FILE
         self._lock_path = self.out_dir / LOCK_FILE
         with FileLock(self._lock_path):
             try:
-                with _connect(self.db_path) as conn, _transaction(conn):
-                    if _create_schema(conn):
+                with connect(self.db_path) as conn, transaction(conn):
+                    if create_schema(conn):
                         self._import_csv(conn)
+                    self._drop_damaged(conn)
             except sqlite3.Error as exc:
-                if not _is_corruption(exc):
+                if not is_corruption(exc):
                     raise self._error(True, exc) from exc
                 self._heal(exc)
 
@@ -336,16 +273,13 @@ class ResultStore:
                     f"schema_version is set by the store ({SCHEMA_VERSION}), got "
                     f"{row['schema_version']!r}"
                 )
-        blobs = _match_draws(checked, draws or {})
+        matched = _match_draws(checked, draws or {})
         if not checked:
             return
 
         def insert(conn: sqlite3.Connection) -> None:
-            ids = _insert_rows(conn, checked)
-            conn.executemany(
-                "INSERT INTO draws VALUES (?, ?, ?)",
-                [(ids[i], values.size, values.tobytes()) for i, values in blobs],
-            )
+            ids = insert_rows(conn, checked)
+            insert_draws(conn, [(ids[i], values) for i, values in matched])
             self._export(conn)
 
         with deferred_sigint():
@@ -357,7 +291,7 @@ class ResultStore:
         Profile and card rows have ``metric_key = ""``. Rows without a ``cell_key`` (imported from
         schema v1) never count as finished.
         """
-        return self._run(_finished_pairs, write=False)
+        return self._run(finished_pairs, write=False)
 
     def claim(
         self,
@@ -384,19 +318,15 @@ class ResultStore:
 
         def take(conn: sqlite3.Connection) -> bool:
             if wanted is None:
-                statuses = _latest_statuses(conn, cell_key).values()
+                statuses = latest_statuses(conn, cell_key).values()
                 left = not statuses or any(s not in FINISHED_STATUSES for s in statuses)
             else:
-                left = not wanted <= {m for _, m in _finished_pairs(conn, cell_key)}
+                left = not wanted <= {m for _, m in finished_pairs(conn, cell_key)}
             if not left:
                 return False
-            me = this_process()
-            held = conn.execute(
-                "SELECT hostname, pid, started, claimed_at FROM claims WHERE cell_key = ?",
-                (cell_key,),
-            ).fetchone()
-            if held is not None and ProcessId(*held[:3]) != me:
-                holder, age = ProcessId(*held[:3]), time.time() - held[3]
+            me, held = this_process(), claim_holder(conn, cell_key)
+            if held is not None and held[0] != me:
+                holder, age = held[0], time.time() - held[1]
                 alive = is_alive(holder)
                 if alive is not False and age < stale_after_s:
                     return False
@@ -406,10 +336,7 @@ class ResultStore:
                     f"{holder.hostname}, which {why}",
                     stacklevel=4,
                 )
-            conn.execute(
-                "INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?)",
-                (cell_key, me.hostname, me.pid, me.started, time.time()),
-            )
+            record_claim(conn, cell_key, me, time.time())
             return True
 
         return self._run(take, write=True)
@@ -417,13 +344,7 @@ class ResultStore:
     def release(self, cell_key: str) -> None:
         """Drop this process's claim on ``cell_key`` (no-op when it holds none)."""
         me = this_process()
-        self._run(
-            lambda conn: conn.execute(
-                "DELETE FROM claims WHERE cell_key = ? AND hostname = ? AND pid = ? AND started = ?",
-                (cell_key, me.hostname, me.pid, me.started),
-            ),
-            write=True,
-        )
+        self._run(lambda conn: drop_claim(conn, cell_key, me), write=True)
 
     def read(self, latest: bool = True) -> pd.DataFrame:
         """The stored rows (columns ``COLUMNS``), in insertion order.
@@ -431,11 +352,11 @@ class ResultStore:
         Args:
             latest: keep only the latest row per ``KEY`` (benchmark, explainer, metric, kind).
         """
-        return self._run(lambda conn: _frame(conn, latest), write=False)
+        return self._run(lambda conn: rows_frame(conn, latest), write=False)
 
     def read_bootstrap(self) -> dict[tuple[str, str, str], np.ndarray]:
         """``(benchmark, explainer, metric) -> (n_resamples,)`` draws of the latest ok metric row."""
-        return self._run(_bootstrap, write=False)
+        return self._run(bootstrap_draws, write=False)
 
     # --------------------------------------------------------------- internals
     def _run(self, op: Callable[[sqlite3.Connection], _T], *, write: bool) -> _T:
@@ -443,7 +364,7 @@ class ResultStore:
         try:
             return self._attempt(op, write)
         except sqlite3.Error as exc:
-            if not _is_corruption(exc):
+            if not is_corruption(exc):
                 raise self._error(write, exc) from exc
             damaged, seen = exc, _stat_token(self.db_path)
         with FileLock(self._lock_path):  # exclusive, taken after the shared lock was released
@@ -455,10 +376,10 @@ class ResultStore:
             raise self._error(write, exc) from exc
 
     def _attempt(self, op: Callable[[sqlite3.Connection], _T], write: bool) -> _T:
-        with FileLock(self._lock_path, shared=True), _connect(self.db_path) as conn:
+        with FileLock(self._lock_path, shared=True), connect(self.db_path) as conn:
             if not write:
                 return op(conn)
-            with _transaction(conn):
+            with transaction(conn):
                 return op(conn)
 
     def _error(self, write: bool, exc: sqlite3.Error) -> ResultStoreError:
@@ -472,10 +393,10 @@ class ResultStore:
         wrote (same size, mtime and inode), else rewrites it from all rows; either way the new file
         replaces the old one atomically.
         """
-        meta = dict(conn.execute("SELECT key, value FROM meta"))
+        meta = read_meta(conn)
         recorded, current = meta.get("export_stat"), _stat_token(self.path)
         incremental = not rewrite and current is not None and current == recorded
-        if recorded is not None and current != recorded and not rewrite:
+        if not rewrite and recorded is not None and current != recorded:
             same_size = current is not None and current.split(":")[0] == recorded.split(":")[0]
             if not same_size:
                 warnings.warn(
@@ -487,26 +408,21 @@ class ResultStore:
             stale.unlink(missing_ok=True)  # left by a killed writer; writers hold the write lock
         after = int(meta.get("export_last_id", 0)) if incremental else 0
         text = io.StringIO()
-        write_results_csv(
-            text, _select_rows(conn, "WHERE id > ?", (after,)), header=not incremental
-        )
+        write_results_csv(text, select_rows(conn, "WHERE id > ?", (after,)), header=not incremental)
         with atomic_write(self.path) as fh:
             if incremental:
                 with open(self.path, "rb") as old:
                     shutil.copyfileobj(old, fh, 1 << 20)
             fh.write(text.getvalue().encode("utf-8"))
         last_id = conn.execute("SELECT COALESCE(MAX(id), 0) FROM rows").fetchone()[0]
-        conn.executemany(
-            "INSERT OR REPLACE INTO meta VALUES (?, ?)",
-            [("export_stat", _stat_token(self.path)), ("export_last_id", str(last_id))],
-        )
+        write_meta(conn, {"export_stat": _stat_token(self.path), "export_last_id": str(last_id)})
 
     def _import_csv(self, conn: sqlite3.Connection) -> None:
         """Fill a new database from ``results.csv`` when one exists (schema v1 or an export)."""
         if not self.path.is_file():
             return
-        content = _rows_from_csv(self.path, self.out_dir, keep_rejected=True)
-        _insert_rows(conn, content.rows)
+        content = _rows_from_csv(self.path, side_file=self.rejected_path)
+        insert_rows(conn, content.rows)
         notes = []
         if any(row["schema_version"] == 1 for row in content.rows):
             backup = self.out_dir / V1_BACKUP_FILE
@@ -524,6 +440,14 @@ class ResultStore:
                 stacklevel=4,
             )
 
+    def _drop_damaged(self, conn: sqlite3.Connection) -> None:
+        """Move rows whose checksum fails to the side file (the next run recomputes them)."""
+        bad = damaged_ids(conn, draws=True)
+        if bad:
+            _set_aside(self.db_path, _as_rejected(conn, bad), "damaged", self.rejected_path)
+            delete_rows(conn, bad)
+            self._export(conn, rewrite=True)
+
     def _heal(self, exc: sqlite3.Error) -> None:
         """Move a corrupt database aside and rebuild it (caller holds the exclusive lock)."""
         aside = self.db_path.with_name(
@@ -533,21 +457,17 @@ class ResultStore:
             with contextlib.suppress(FileNotFoundError):
                 os.replace(f"{self.db_path}{suffix}", f"{aside}{suffix}")
         salvaged = _salvage(aside)
-        with _connect(self.db_path) as conn, _transaction(conn):
-            _create_schema(conn)
+        with connect(self.db_path) as conn, transaction(conn):
+            create_schema(conn)
             if salvaged is None:
                 source = f"{self.path.name} (bootstrap draws and claims are lost)"
-                content = _rows_from_csv(self.path, self.out_dir, keep_rejected=True)
-                _insert_rows(conn, content.rows)
+                insert_rows(conn, _rows_from_csv(self.path, side_file=self.rejected_path).rows)
             else:
                 source = f"the readable part of {aside.name}"
                 rows, draws = salvaged
-                ids = _insert_rows(conn, [dict(zip(COLUMNS, row[1:])) for row in rows])
-                new_id = {row[0]: i for row, i in zip(rows, ids)}
-                conn.executemany(
-                    "INSERT INTO draws VALUES (?, ?, ?)",
-                    [(new_id[r], n, data) for r, n, data in draws if r in new_id],
-                )
+                ids = insert_rows(conn, rows.values())
+                new_id = dict(zip(rows, ids))
+                insert_draws(conn, [(new_id[r], a) for r, a in draws.items() if r in new_id])
             self._export(conn, rewrite=True)
             n_rows = conn.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
         warnings.warn(
@@ -557,40 +477,33 @@ class ResultStore:
         )
 
 
-def _salvage(db: Path) -> tuple[list[tuple], list[tuple]] | None:
-    """All rows (with ids) and draws of a damaged database, or ``None`` unless all can be read."""
+def _salvage(db: Path) -> tuple[dict[int, dict], dict[int, np.ndarray]] | None:
+    """Rows (by id) and draws (by row id) of a damaged database that pass their checksums.
+
+    ``None`` unless the tables can be read to the end (then ``results.csv`` is the better source).
+    """
     try:
-        with _connect(db, readonly=True) as conn:
-            rows = conn.execute(f"SELECT id, {_COLUMN_LIST} FROM rows ORDER BY id").fetchall()
-            draws = conn.execute("SELECT row_id, n, data FROM draws").fetchall()
+        with connect(db, readonly=True) as conn:
+            rows, draws = all_rows_and_draws(conn)
     except sqlite3.Error:
         return None
-    return rows, draws
-
-
-def _latest_statuses(
-    conn: sqlite3.Connection, cell_key: str | None = None
-) -> dict[tuple[str, str], str]:
-    """``(cell_key, metric_key) -> status`` of the latest row (of one cell, or of all)."""
-    where, args = ("cell_key = ?", (cell_key,)) if cell_key else ("cell_key != ''", ())
-    found = conn.execute(
-        f"SELECT cell_key, metric_key, status FROM rows WHERE id IN "
-        f"(SELECT MAX(id) FROM rows WHERE {where} GROUP BY cell_key, metric_key)",
-        args,
-    )
-    return {(c, m): status for c, m, status in found}
-
-
-def _finished_pairs(conn: sqlite3.Connection, cell_key: str | None = None) -> set[tuple[str, str]]:
-    """``(cell_key, metric_key)`` whose latest row is finished (of one cell, or of all)."""
-    latest = _latest_statuses(conn, cell_key)
-    return {pair for pair, status in latest.items() if status in FINISHED_STATUSES}
+    good_rows = {
+        row_id: dict(zip(COLUMNS, values))
+        for row_id, crc, *values in rows
+        if crc == row_checksum(row_id, values)
+    }
+    good_draws = {
+        row_id: np.frombuffer(data, dtype="<f8")
+        for row_id, n, data, crc in draws
+        if isinstance(data, bytes) and crc == draws_checksum(row_id, n, data)
+    }
+    return good_rows, good_draws
 
 
 def _match_draws(
     rows: list[dict[str, Any]], draws: Mapping[str, np.ndarray]
 ) -> list[tuple[int, np.ndarray]]:
-    """``(row index, float64 little-endian draws)`` for each label of ``draws``."""
+    """``(row index, float64 draws)`` for each label of ``draws``."""
     matched = []
     for label, values in draws.items():
         hits = [i for i, r in enumerate(rows) if r["kind"] == "metric" and r["metric"] == label]
@@ -599,7 +512,7 @@ def _match_draws(
                 f"draws[{label!r}] must belong to exactly one kind='metric' row of this append, "
                 f"found {len(hits)}"
             )
-        array = np.asarray(values, dtype="<f8")
+        array = np.asarray(values, dtype=np.float64)
         if array.ndim != 1:
             raise ValueError(f"draws[{label!r}] must be 1-D (n_resamples,), got {array.shape}")
         matched.append((hits[0], array))
@@ -608,19 +521,34 @@ def _match_draws(
 
 # ----------------------------------------------------------------------- read-only access
 def _read_only(
-    out_dir: str | os.PathLike[str], query: Callable[[sqlite3.Connection], _T]
+    out_dir: str | os.PathLike[str], query: Callable[[sqlite3.Connection], _T], *, draws: bool
 ) -> _T | None:
-    """``query`` on ``out_dir``'s database opened read-only; ``None`` when it cannot be read."""
+    """``query`` on ``out_dir``'s database opened read-only, leaving damaged rows out with a
+    warning; ``None`` when there is no database or it cannot be read."""
     db = Path(out_dir) / DB_FILE
     if not db.is_file() or db.stat().st_size == 0:
         return None
     try:
-        with _connect(db, readonly=True) as conn:
-            return query(conn)
+        with connect(db, readonly=True) as conn:
+            bad = damaged_ids(conn, draws=draws)
+            if not bad:
+                return query(conn)
+            warnings.warn(
+                f"{db}: {len(bad)} row(s) fail their checksum (damaged on disk) and are left out; "
+                "the next run sets them aside and recomputes them",
+                stacklevel=3,
+            )
+            memory = sqlite3.connect(":memory:", isolation_level=None)
+            try:
+                conn.backup(memory)
+                delete_rows(memory, bad)
+                return query(memory)
+            finally:
+                memory.close()
     except sqlite3.Error as exc:
         warnings.warn(
             f"{db} cannot be read ({exc}); reading {RESULTS_FILE} instead "
-            f"(the next run repairs the database)",
+            "(the next run repairs the database)",
             stacklevel=3,
         )
         return None
@@ -636,10 +564,10 @@ def read_results(out_dir: str | os.PathLike[str], latest: bool = True) -> pd.Dat
         out_dir: the evaluation's output directory.
         latest: keep only the latest row per ``KEY`` (benchmark, explainer, metric, kind).
     """
-    frame = _read_only(out_dir, lambda conn: _frame(conn, latest))
+    frame = _read_only(out_dir, lambda conn: rows_frame(conn, latest), draws=False)
     if frame is not None:
         return frame
-    content = _rows_from_csv(Path(out_dir) / RESULTS_FILE, Path(out_dir), keep_rejected=False)
+    content = _rows_from_csv(Path(out_dir) / RESULTS_FILE, side_file=None)
     df = to_frame([tuple(row[c] for c in COLUMNS) for row in content.rows])
     if latest and len(df):
         df = df.drop_duplicates(subset=list(KEY), keep="last").reset_index(drop=True)
@@ -652,4 +580,4 @@ def read_bootstrap(out_dir: str | os.PathLike[str]) -> dict[tuple[str, str, str]
     The draws of the latest ``kind="metric"`` row per key, when that row is ok and has draws; an
     empty dict without a readable database (``results.csv`` holds no draws). Writes nothing.
     """
-    return _read_only(out_dir, _bootstrap) or {}
+    return _read_only(out_dir, bootstrap_draws, draws=True) or {}
