@@ -23,14 +23,19 @@ RECIPE = TrainRecipe(
 )
 
 
-@pytest.fixture(scope="module")
-def tiny():
+def tiny_dataset() -> ArrayDataset:
+    """48 learnable (1, 8, 8) images of 3 classes."""
     g = torch.Generator().manual_seed(0)
     y = torch.arange(48) % 3
     x = torch.rand(48, 1, 8, 8, generator=g) * 0.3
     x[y == 0, :, :4] += 0.7
     x[y == 1, :, 4:] += 0.7
     return ArrayDataset(x, y)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return tiny_dataset()
 
 
 @pytest.fixture(scope="module")

@@ -124,18 +124,21 @@ def flip(line: bytes, old: bytes, new: bytes) -> bytes:
     return line[:at] + new + line[at + len(old) :]
 
 
-@pytest.mark.parametrize(
-    ("name", "edit"),
-    [
-        ("digit to letter", lambda line: flip(line, b"0.25", b"0.2x")),
-        ("comma to semicolon", lambda line: flip(line, b",metric,", b";metric,")),
-        ("stray quote", lambda line: flip(line, b",e2,", b',"2,')),
-        ("invalid UTF-8", lambda line: flip(line, b"e2", b"\xff2")),
-        ("extra field", lambda line: line + b",surplus"),
-        ("bad status", lambda line: flip(line, b",ok,", b",ox,")),
-        ("broken JSON", lambda line: flip(line, b'""seed""', b'""se"d""')),
-    ],
-)
+#: damage to one line (the row of explainer e2) of a v1 results.csv
+LINE_DAMAGE = {
+    "digit to letter": lambda line: flip(line, b"0.25", b"0.2x"),
+    "comma to semicolon": lambda line: flip(line, b",metric,", b";metric,"),
+    "stray quote": lambda line: flip(line, b",e2,", b',"2,'),
+    "invalid UTF-8": lambda line: flip(line, b"e2", b"\xff2"),
+    "NUL byte": lambda line: flip(line, b"e2", b"\x002"),
+    "extra field": lambda line: line + b",surplus",
+    "missing field": lambda line: line[: line.rindex(b",")],
+    "bad status": lambda line: flip(line, b",ok,", b",ox,"),
+    "broken JSON": lambda line: flip(line, b'""seed""', b'""se"d""'),
+}
+
+
+@pytest.mark.parametrize(("name", "edit"), list(LINE_DAMAGE.items()))
 def test_a_damaged_middle_row_is_set_aside_and_the_others_kept(tmp_path, name, edit):
     original = write_v1(tmp_path / RESULTS_FILE, V1_ROWS)
     (tmp_path / RESULTS_FILE).write_bytes(damaged(original, 3, edit))  # row of explainer e2
@@ -447,16 +450,15 @@ def test_damage_found_during_a_run_is_healed_with_the_draws_kept(tmp_path):
     store = ResultStore(tmp_path)
     rows, draws = cell_rows("c1")
     store.append(rows, draws)
-    with sqlite3.connect(tmp_path / DB_FILE) as conn:  # smash the page of the resume-key index
+    with sqlite3.connect(tmp_path / DB_FILE) as conn:  # smash the page of the claims table
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-        (root,) = conn.execute(
-            "SELECT rootpage FROM sqlite_master WHERE name='rows_by_cell'"
-        ).fetchone()
+        (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name='claims'").fetchone()
     with open(tmp_path / DB_FILE, "r+b") as fh:
         fh.seek((root - 1) * page_size)
         fh.write(b"\xff" * page_size)
     with pytest.warns(UserWarning, match="damaged.*rebuilt from the readable part"):
-        assert store.finished() == {("c1", "k0"), ("c1", "k1"), ("c1", "k2"), ("c1", "")}
+        assert store.claim("c2")  # the claims table cannot be read: healed, then claimed
+    assert store.finished() == {("c1", "k0"), ("c1", "k1"), ("c1", "k2"), ("c1", "")}
     np.testing.assert_array_equal(store.read_bootstrap()[("b", "e", "m1")], draws["m1"])
 
 

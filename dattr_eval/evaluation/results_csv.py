@@ -3,7 +3,7 @@
 The reader never fails on content. It takes any header made of known column names (schema v1,
 v2, or a reordered subset), and treats a header line met again later (two writers both wrote one)
 as a layout switch, not as data. Every other record is checked (field count, types, ``kind`` and
-``status`` values, JSON columns, UTF-8) and set aside as *rejected*, with its line number and
+``status`` values, JSON columns, UTF-8, no control characters) and set aside as *rejected*, with its line number and
 reason, when a check fails. A record that fails is dropped one physical line at a time, so a flipped
 byte that opens a stray quote costs only its own line: parsing restarts on the next line. A last
 line without a line end is a torn write and is rejected. An empty file has no rows. When the header
@@ -20,6 +20,7 @@ from typing import IO, Any
 
 from dattr_eval.evaluation.results_schema import (
     COLUMNS,
+    CONTROL_CHARACTERS,
     V1_COLUMNS,
     format_field,
     normalize_row,
@@ -98,6 +99,8 @@ def _row(layout: Sequence[str], fields: Sequence[str]) -> dict[str, Any]:
     """A checked row from a record's fields; ValueError naming the problem."""
     if len(fields) != len(layout):
         raise ValueError(f"{len(fields)} fields, the header has {len(layout)}")
+    if any(CONTROL_CHARACTERS.search(text) for text in fields):
+        raise ValueError("a control character inside a field")
     values = {column: parse_field(column, text) for column, text in zip(layout, fields)}
     return normalize_row(values, schema_version=2 if "schema_version" in layout else 1)
 

@@ -7,8 +7,8 @@ benchmark (``kind="card"``). Schema version 2 adds confidence intervals, replica
 (:data:`V1_COLUMNS`), which older ``results.csv`` files carry and which are still read.
 
 Every row goes through :func:`normalize_row`, whether it comes from the evaluator or from a CSV
-file, so a stored value always has its column's type: text, float, integer or bool (``None`` for
-missing).
+file, so a stored value always has its column's type: text (without control characters other
+than tab and line ends), float, integer or bool (``None`` for missing).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -160,6 +161,10 @@ JSON_COLUMNS = frozenset(
 TEXT_COLUMNS = frozenset(COLUMNS) - BOOL_COLUMNS - INTEGER_COLUMNS - FLOAT_COLUMNS
 
 
+#: characters never stored in text (written as ``\\xNN`` instead); in a CSV field they mean damage
+CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def to_json(value: Any) -> str:
     """A deterministic JSON string of hyperparameters (non-JSON values via ``repr``)."""
     return json.dumps(value, sort_keys=True, default=repr)
@@ -202,7 +207,8 @@ def _typed(column: str, value: Any) -> Any:
                 f"column {column!r} must hold JSON, got {value[:80]!r}: {exc}"
             ) from exc
     text = value if isinstance(value, str) else str(value)
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")  # no lone surrogates
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")  # no lone surrogates
+    return CONTROL_CHARACTERS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def normalize_row(row: Mapping[str, Any], schema_version: int = SCHEMA_VERSION) -> dict[str, Any]:
