@@ -350,7 +350,9 @@ def test_claims_of_live_dead_and_stale_processes(tmp_path):
     with pytest.warns(UserWarning, match=f"taking over the claim of process {killed.pid}.*exited"):
         assert store.claim("c1")
     assert store.claim("c1")  # own claim: claiming again is harmless
-    store.append(*cell_rows("c1"))
+    store.append(*cell_rows("c1"))  # drops this process's claim on c1
+    with sqlite3.connect(tmp_path / DB_FILE) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM claims").fetchone() == (0,)
     store.release("c1")
     assert not store.claim("c1")  # finished
     assert store.claim("c1", needed={"k0", "k9"})  # k9 still to do (a metric added since)

@@ -264,7 +264,9 @@ class ResultStore:
             TypeError: a number or bool column given a value of another type.
             ResultStoreError: the database cannot be written (disk full, locked for too long).
 
-        Ctrl-C during the write is held back until the cell is stored (then raised as usual).
+        The same transaction drops this process's claims on the stored cells (``release``
+        afterwards is then free). Ctrl-C during the write is held back until the cell is stored
+        (then raised as usual).
         """
         checked = [normalize_row(row) for row in rows]
         for row in checked:
@@ -277,9 +279,13 @@ class ResultStore:
         if not checked:
             return
 
+        me = this_process()
+
         def insert(conn: sqlite3.Connection) -> None:
             ids = insert_rows(conn, checked)
             insert_draws(conn, [(ids[i], values) for i, values in matched])
+            for cell_key in {row["cell_key"] for row in checked if row["cell_key"]}:
+                drop_claim(conn, cell_key, me)
             self._export(conn)
 
         with deferred_sigint():
