@@ -306,8 +306,12 @@ def _classify(seen: dict, expected: Counter, hit: int, original_draws: dict | No
                 altered += 1
     if altered:
         labels.append("silent (value altered, undetected)")
-    if lost > hit:
-        labels.append("intact row lost")
+    if lost > hit:  # e.g. a flipped line end merges two rows into one malformed record
+        labels.append(
+            "a neighbouring row set aside too (warning)"
+            if seen["warnings"]
+            else "row lost silently"
+        )
     if not (seen["export_ok"] and seen["new_ok"]):
         labels.append("store unusable afterwards")
     if not labels:

@@ -392,6 +392,26 @@ def test_a_kill_mid_write_keeps_whole_cells_and_a_clean_export(tmp_path, sig):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def _die_mid_transaction(out_dir: str) -> None:
+    conn = sqlite3.connect(Path(out_dir) / DB_FILE, isolation_level=None)
+    conn.execute("PRAGMA cache_size=1")  # spill changed pages into the file before the commit
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany("INSERT INTO meta VALUES (?, ?)", [(f"k{i}", "x" * 500) for i in range(200)])
+    os._exit(0)  # killed: no commit, no rollback
+
+
+def test_a_report_after_a_kill_mid_transaction_reads_the_committed_rows(tmp_path):
+    ResultStore(tmp_path).append(*cell_rows("c1"))
+    dying = FORK.Process(target=_die_mid_transaction, args=(str(tmp_path),))
+    dying.start()
+    dying.join(60)
+    assert (tmp_path / f"{DB_FILE}-journal").stat().st_size > 0  # a hot journal
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback to results.csv
+        assert len(read_results(tmp_path)) == N_METRICS + 1
+        assert len(read_bootstrap(tmp_path)) == N_METRICS
+
+
 def _append_with_file_size_limit(out_dir: str, limit: int, result) -> None:
     store = ResultStore(out_dir)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
@@ -502,6 +522,34 @@ def test_a_flipped_bit_in_a_stored_value_is_caught_by_its_checksum(tmp_path, whe
         warnings.simplefilter("error")  # set aside once
         assert len(ResultStore(tmp_path).read(latest=False)) == 2 * (N_METRICS + 1) - 1
     export_matches_db(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("stored", "damaged_to"),
+    [
+        (b"schema_version INTEGER", b"schema_ver\xf3ion INTEGER"),  # not UTF-8
+        (b"schema_version INTEGER", b"schema_verqion INTEGER"),  # another name
+        (b"data BLOB", b"dava BLOB"),
+    ],
+)
+def test_a_damaged_column_name_is_corruption_and_healed(tmp_path, stored, damaged_to):
+    store = ResultStore(tmp_path)
+    store.append(*cell_rows("c1"))
+    before = store.read(latest=False)
+    data = (tmp_path / DB_FILE).read_bytes()
+    assert data.count(stored) == 1  # in the table's CREATE statement
+    (tmp_path / DB_FILE).write_bytes(data.replace(stored, damaged_to))
+    with pytest.warns(UserWarning, match="damaged .*rebuilt from results.csv"):
+        store = ResultStore(tmp_path)
+    pd.testing.assert_frame_equal(store.read(latest=False), before)
+
+
+def test_a_database_of_a_newer_schema_is_refused_clearly(tmp_path):
+    ResultStore(tmp_path).append(*cell_rows("c1"))
+    with sqlite3.connect(tmp_path / DB_FILE) as conn:
+        conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    with pytest.raises(ResultStoreError, match="schema version '3'.*upgrade dattr_eval"):
+        ResultStore(tmp_path)
 
 
 def test_a_damaged_export_is_rewritten_from_the_database(tmp_path):

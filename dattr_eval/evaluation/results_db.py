@@ -54,12 +54,13 @@ def _sql_type(column: str) -> str:
     return "TEXT"
 
 
-COLUMN_LIST = ", ".join(f'"{c}"' for c in COLUMNS)
+#: unquoted on purpose: SQLite reads an unknown "double-quoted" name as a string literal
+COLUMN_LIST = ", ".join(COLUMNS)
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     (
         "CREATE TABLE IF NOT EXISTS rows (id INTEGER PRIMARY KEY, crc INTEGER, "
-        + ", ".join(f'"{c}" {_sql_type(c)}' for c in COLUMNS)
+        + ", ".join(f"{c} {_sql_type(c)}" for c in COLUMNS)
         + ")"
     ),
     (
@@ -71,6 +72,11 @@ _SCHEMA = (
         "pid INTEGER NOT NULL, started TEXT NOT NULL, claimed_at REAL NOT NULL)"
     ),
 )
+_FIXED_TABLES = {
+    "meta": ("key", "value"),
+    "draws": ("row_id", "n", "data", "crc"),
+    "claims": ("cell_key", "hostname", "pid", "started", "claimed_at"),
+}
 _LATEST_IDS = f"SELECT MAX(id) FROM rows GROUP BY {', '.join(KEY)}"
 
 
@@ -100,8 +106,20 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
+class DamagedDatabase(sqlite3.DatabaseError):
+    """The database's own schema is damaged (SQLite itself does not notice)."""
+
+
+class NewerDatabase(sqlite3.DatabaseError):
+    """The database was written by a newer dattr_eval, with a schema this version does not know."""
+
+
 def is_corruption(exc: sqlite3.Error) -> bool:
     """Whether ``exc`` says the database file is damaged (not busy, full or missing a table)."""
+    if isinstance(exc, NewerDatabase):
+        return False
+    if isinstance(exc, DamagedDatabase) or str(exc).startswith("Could not decode to UTF-8"):
+        return True  # the second: text stored in the file (a name in the schema) is not UTF-8
     code = getattr(exc, "sqlite_errorcode", None)
     if code is None:  # Python < 3.11: corruption raises the base DatabaseError class itself
         return type(exc) is sqlite3.DatabaseError
@@ -109,14 +127,32 @@ def is_corruption(exc: sqlite3.Error) -> bool:
 
 
 def create_schema(conn: sqlite3.Connection) -> bool:
-    """Create the tables (and columns added since) that are missing; True when the file was new."""
+    """Create the tables (and columns added since) that are missing; True when the file was new.
+
+    Raises:
+        NewerDatabase: the file's schema version is newer than :data:`SCHEMA_VERSION`.
+        DamagedDatabase: the ``rows`` table has a column this schema does not know.
+    """
     fresh = conn.execute("SELECT name FROM sqlite_master WHERE name = 'meta'").fetchone() is None
     for statement in _SCHEMA:
         conn.execute(statement)
-    present = {info[1] for info in conn.execute("PRAGMA table_info(rows)")}
+    version = read_meta(conn).get("schema_version", str(SCHEMA_VERSION))
+    if not version.isdigit() or int(version) > SCHEMA_VERSION:
+        raise NewerDatabase(
+            f"written with results schema version {version!r}; this dattr_eval reads up to "
+            f"{SCHEMA_VERSION} (upgrade dattr_eval)"
+        )
+    for table, columns in _FIXED_TABLES.items():
+        found = [info[1] for info in conn.execute(f"PRAGMA table_info({table})")]
+        if found != list(columns):
+            raise DamagedDatabase(f"the {table} table has columns {found}, expected {columns}")
+    present = [info[1] for info in conn.execute("PRAGMA table_info(rows)")]
+    unknown = set(present) - set(COLUMNS) - {"id", "crc"}
+    if present[:2] != ["id", "crc"] or unknown:
+        raise DamagedDatabase(f"the rows table has unknown column(s) {sorted(unknown)}")
     for column in COLUMNS:
         if column not in present:
-            conn.execute(f'ALTER TABLE rows ADD COLUMN "{column}" {_sql_type(column)}')
+            conn.execute(f"ALTER TABLE rows ADD COLUMN {column} {_sql_type(column)}")
     conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
     return fresh
 

@@ -529,28 +529,21 @@ def _match_draws(
 def _read_only(
     out_dir: str | os.PathLike[str], query: Callable[[sqlite3.Connection], _T], *, draws: bool
 ) -> _T | None:
-    """``query`` on ``out_dir``'s database opened read-only, leaving damaged rows out with a
-    warning; ``None`` when there is no database or it cannot be read."""
+    """``query`` on ``out_dir``'s database, leaving damaged rows out with a warning; ``None`` when
+    there is no database or it cannot be read.
+
+    The database is opened read-only, except after a writer was killed mid-transaction in a
+    writable directory: then SQLite rolls the interrupted transaction back first, as any reader
+    would (committed rows are untouched).
+    """
     db = Path(out_dir) / DB_FILE
     if not db.is_file() or db.stat().st_size == 0:
         return None
+    journal = db.with_name(f"{DB_FILE}-journal")
+    readonly = not (journal.exists() and os.access(db.parent, os.W_OK))
     try:
-        with connect(db, readonly=True) as conn:
-            bad = damaged_ids(conn, draws=draws)
-            if not bad:
-                return query(conn)
-            warnings.warn(
-                f"{db}: {len(bad)} row(s) fail their checksum (damaged on disk) and are left out; "
-                "the next run sets them aside and recomputes them",
-                stacklevel=3,
-            )
-            memory = sqlite3.connect(":memory:", isolation_level=None)
-            try:
-                conn.backup(memory)
-                delete_rows(memory, bad)
-                return query(memory)
-            finally:
-                memory.close()
+        with connect(db, readonly=readonly) as conn:
+            return _checked_query(conn, query, db, draws=draws)
     except sqlite3.Error as exc:
         warnings.warn(
             f"{db} cannot be read ({exc}); reading {RESULTS_FILE} instead "
@@ -558,6 +551,27 @@ def _read_only(
             stacklevel=3,
         )
         return None
+
+
+def _checked_query(
+    conn: sqlite3.Connection, query: Callable[[sqlite3.Connection], _T], db: Path, *, draws: bool
+) -> _T:
+    """``query``, on a copy without the rows that fail their checksum when there are any."""
+    bad = damaged_ids(conn, draws=draws)
+    if not bad:
+        return query(conn)
+    warnings.warn(
+        f"{db}: {len(bad)} row(s) fail their checksum (damaged on disk) and are left out; "
+        "the next run sets them aside and recomputes them",
+        stacklevel=4,
+    )
+    memory = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        conn.backup(memory)
+        delete_rows(memory, bad)
+        return query(memory)
+    finally:
+        memory.close()
 
 
 def read_results(out_dir: str | os.PathLike[str], latest: bool = True) -> pd.DataFrame:
