@@ -227,6 +227,7 @@ class ResultStore:
         out_dir: the directory.
         path: ``out_dir/results.csv``, the export users read.
         db_path: ``out_dir/results.sqlite``, the source of truth.
+        rejected_path: ``out_dir/results.rejected.csv``, records set aside (created when needed).
     """
 
     def __init__(self, out_dir: str | os.PathLike[str]) -> None:
