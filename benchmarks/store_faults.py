@@ -663,6 +663,7 @@ def main() -> None:
     )
 
     print("speed ...", flush=True)
+    load_speed = os.getloadavg()[0]
     speeds = speed(args.rows)
     lines += [
         "",
@@ -670,9 +671,10 @@ def main() -> None:
         "",
         (
             "Medians; the same rows in each layout. Columns: this store (SQLite source of truth,"
-            " `results.csv` export rewritten atomically in the same transaction, fsync on commit);"
-            " one CSV appended under a `flock` with fsync; one JSON + `.npz` file per cell, each"
-            " written atomically."
+            " rollback journal, synchronous=FULL: a commit costs a few fsyncs; the `results.csv`"
+            " export rewritten atomically in the same transaction, not fsync-ed); one CSV appended"
+            " under a `flock` with fsync; one JSON + `.npz` file per cell, each written atomically"
+            f" with fsync. Load average when this section started: {load_speed:.1f}."
         ),
         "",
     ]

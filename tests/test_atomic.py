@@ -47,6 +47,18 @@ def test_atomic_write_replaces_whole_files_or_nothing(tmp_path):
         pass
 
 
+def test_atomic_write_syncs_only_when_durable(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    with atomic_write(tmp_path / "durable") as fh:
+        fh.write(b"x")
+    assert len(synced) == 2  # the file, then its directory
+    with atomic_write(tmp_path / "rebuildable", durable=False) as fh:
+        fh.write(b"y")
+    assert len(synced) == 2 and (tmp_path / "rebuildable").read_bytes() == b"y"
+
+
 def test_sha256_file_matches_hashlib(tmp_path):
     data = os.urandom(3 * 1024 + 5)
     (tmp_path / "x").write_bytes(data)

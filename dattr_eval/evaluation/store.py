@@ -5,7 +5,8 @@ Rows (columns :data:`COLUMNS`, see ``results_schema``) are appended one finished
 one SQLite transaction together with the cell's bootstrap draws, so a cell is stored whole or not at
 all whatever interrupts the run (SIGKILL, Ctrl-C, a full disk). ``results.csv`` lists every stored
 row in insertion order; it is rewritten atomically (temporary file + ``os.replace``) inside the same
-transaction, so it never shows a torn line. Reruns append; the latest row per :data:`KEY` is the
+transaction, so it never shows a torn line (it is not fsync-ed: after a power cut the next append
+rebuilds it from the database). Reruns append; the latest row per :data:`KEY` is the
 current result.
 
 Concurrency: several processes may share one ``out_dir``. SQLite serialises writers (busy timeout
@@ -416,7 +417,7 @@ class ResultStore:
         after = int(meta.get("export_last_id", 0)) if incremental else 0
         text = io.StringIO()
         write_results_csv(text, select_rows(conn, "WHERE id > ?", (after,)), header=not incremental)
-        with atomic_write(self.path) as fh:
+        with atomic_write(self.path, durable=False) as fh:  # rebuilt from the database if lost
             if incremental:
                 with open(self.path, "rb") as old:
                     shutil.copyfileobj(old, fh, 1 << 20)
@@ -544,6 +545,8 @@ def _read_only(
     readonly = not (journal.exists() and os.access(db.parent, os.W_OK))
     try:
         with connect(db, readonly=readonly) as conn:
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'rows'").fetchone() is None:
+                return None  # created by a run killed before it stored anything
             return _checked_query(conn, query, db, draws=draws)
     except sqlite3.Error as exc:
         warnings.warn(
