@@ -27,6 +27,7 @@ import multiprocessing as mp
 import os
 import platform
 import random
+import re
 import shutil
 import signal
 import sqlite3
@@ -109,7 +110,8 @@ def verdict(seen: dict, expected: Counter, damaged_rows: int = 0) -> tuple[str, 
         outcome = "healed"
     else:
         outcome = f"FAILED (altered {altered}, lost {max(lost, 0)})"
-    return outcome, f"{kept} / {sum(expected.values())}", note.replace("|", "/").replace("\n", " ")
+    note = re.sub(r"/tmp/tmp\w+", "<out_dir>", note.replace("|", "/").replace("\n", " "))
+    return outcome, f"{kept} / {sum(expected.values())}", note
 
 
 # ----------------------------------------------------------------------- 1. corruption table
@@ -266,7 +268,9 @@ def cache_cases(clean_state: dict) -> list[tuple[str, str, str, str]]:
                 except Exception as exc:  # noqa: BLE001 (any exception is an outcome to record)
                     outcome = f"FAILED (obscure): {type(exc).__name__}: {exc}"
             note = str(caught[0].message) if caught else "no warning"
-            rows.append(("model cache entry", name, outcome, note.split(": ", 1)[-1][:150]))
+            rows.append(
+                ("model cache entry", name, outcome, re.sub(r"/tmp/tmp\w+", "<root>", note)[:150])
+            )
     return rows
 
 
