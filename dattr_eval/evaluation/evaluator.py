@@ -64,7 +64,8 @@ class Evaluator:
         cache_dir: trained models and retraining outputs (default ``$DATTR_EVAL_CACHE`` or
             ``~/.cache/dattr_eval``).
         data_dir: dataset files for benchmarks that are not bundled (CIFAR-10, MNIST files).
-        force: recompute cells whose rows are already stored.
+        force: recompute cells whose rows are already stored (without the store's claims: a
+            forced run does not coordinate with another run on the same directory).
         progress: show tqdm progress bars.
 
     Attributes after ``run``: ``reused`` (finished cells found in the store), ``computed`` (cells
@@ -172,7 +173,8 @@ class Evaluator:
                     self.reused += 1
                     bar.update(1)
                     continue
-                if not self.store.claim(key):
+                needed = {keys[m] for m in todo} | {""}
+                if not self.force and not self.store.claim(key, needed=needed):
                     self.claimed_elsewhere += 1
                     bar.update(1)
                     continue

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from dattr_eval.atomic import atomic_write
 from dattr_eval.metrics.base import RetrainRequest
 from dattr_eval.models.cache import data_fingerprint
 from dattr_eval.models.retraining import Retrainer
@@ -188,11 +188,5 @@ class RetrainingService:
         if path is None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                torch.save(row, fh)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path) as fh:
+            torch.save(row, fh)
