@@ -278,11 +278,7 @@ def test_exported_bundle_brings_its_models_to_a_fresh_cache(tmp_path, monkeypatc
     assert installed.read_bytes() == (published / manifest.model_dir / "model.pt").read_bytes()
 
 
-def test_bundle_draws_round_trip_where_the_store_keeps_them(board, tmp_path):
-    from dattr_eval.evaluation import store
-
-    if not hasattr(store, "read_bootstrap"):
-        pytest.skip("this results store keeps no bootstrap draws")
+def test_bundle_keeps_the_bootstrap_draws(board, tmp_path):
     out, _ = board
     published = export_bundle(out, tmp_path / "published")
     before, after = load_bundle(out).draws, load_bundle(published).draws

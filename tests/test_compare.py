@@ -174,13 +174,12 @@ def test_compare_dirs_matches_rows_by_benchmark_explainer_and_metric(tmp_path):
     np.testing.assert_allclose(base.xs("m_high", level="metric").difference, SHIFT)
     np.testing.assert_allclose(base.xs("m_low", level="metric").difference, -SHIFT)
     np.testing.assert_allclose(table.xs("twin", level="explainer").difference, 0.0)
-    from dattr_eval.evaluation import store
-
-    if hasattr(store, "read_bootstrap"):  # a store that keeps the draws: paired intervals
-        assert (base.better == "A").all() and (base.units == PAIRED).all()
-        np.testing.assert_allclose(base[["ci_low", "ci_high"]].abs(), SHIFT, atol=1e-12)
-    else:
-        assert (table.units == NO_DRAWS).all()
+    # the stored draws give the paired intervals: every draw of base moved by SHIFT
+    assert (base.better == "A").all() and (base.units == PAIRED).all()
+    np.testing.assert_allclose(base[["ci_low", "ci_high"]].abs(), SHIFT, atol=1e-12)
+    twin = table.xs("twin", level="explainer")
+    np.testing.assert_allclose(twin[["ci_low", "ci_high"]], 0.0, atol=1e-12)
+    assert (twin.better == "").all()
 
 
 def test_compare_is_exported_lazily():

@@ -43,8 +43,7 @@ from dattr_eval.benchmarks import Benchmark
 from dattr_eval.evaluation import store
 from dattr_eval.evaluation.fingerprint import benchmark_parts, parts_fingerprint
 from dattr_eval.evaluation.leaderboard import Draws
-from dattr_eval.evaluation.report import stored_draws
-from dattr_eval.evaluation.store import ResultStore, read_results
+from dattr_eval.evaluation.store import ResultStore, read_bootstrap, read_results
 from dattr_eval.metrics.base import Metric
 from dattr_eval.models.cache import MANIFEST as MODEL_MANIFEST
 
@@ -126,7 +125,7 @@ class Bundle:
     Attributes:
         path: its directory.
         results: the latest row per key (``store.read_results``).
-        draws: the stored bootstrap draws (empty when the store keeps none).
+        draws: the stored bootstrap draws (``store.read_bootstrap``).
         manifests: ``{benchmark fingerprint: BenchmarkManifest}``.
     """
 
@@ -216,7 +215,7 @@ def load_bundle(path: str | os.PathLike[str] | Bundle) -> Bundle:
             f"bundle {str(root)!r} holds no results (expected {store.RESULTS_FILE} written by "
             "`dattr-eval run` or `export_bundle`)"
         )
-    return Bundle(root, results, stored_draws(root), read_manifests(root))
+    return Bundle(root, results, read_bootstrap(root), read_manifests(root))
 
 
 def stored_cells(results: pd.DataFrame, draws: Draws) -> list[StoredCell]:

@@ -39,21 +39,9 @@ from dattr_eval.evaluation.leaderboard import (
     xda_table,
 )
 from dattr_eval.evaluation.leaderboard_json import leaderboard_document
-from dattr_eval.evaluation.store import read_results
+from dattr_eval.evaluation.store import read_bootstrap, read_results
 
-__all__ = ["leaderboard", "rank_table", "report", "stored_draws", "to_markdown"]
-
-
-def stored_draws(out_dir: str | Path) -> Draws:
-    """The bootstrap draws the results store holds for ``out_dir`` (``{}`` when it has none).
-
-    Reads them with ``dattr_eval.evaluation.store.read_bootstrap`` where the store provides that
-    function; stores written before bootstrap intervals existed give ``{}`` (no intervals).
-    """
-    from dattr_eval.evaluation import store
-
-    reader = getattr(store, "read_bootstrap", None)
-    return reader(out_dir) if reader is not None else {}
+__all__ = ["leaderboard", "rank_table", "report", "to_markdown"]
 
 
 def report(
@@ -70,7 +58,7 @@ def report(
         out_dir: the evaluation's output directory.
         figures: also draw the PNG figures (and embed them in the HTML page).
         draws: paired bootstrap draws ``{(benchmark, explainer, metric): (n_resamples,)}``;
-            ``None`` reads them from the store (``stored_draws``).
+            ``None`` reads them from the store (``store.read_bootstrap``).
         panels: ``{benchmark: matplotlib Figure}``, e.g. from
             ``figures.topk_panel_from_explainers``, shown on that benchmark's tab.
         level: confidence level of the rank intervals.
@@ -88,7 +76,7 @@ def report(
             f"no results in {out_dir} (expected {out_dir / 'results.csv'}); run an evaluation first"
         )
     results = normalise_results(raw)
-    draws = stored_draws(out_dir) if draws is None else draws
+    draws = read_bootstrap(out_dir) if draws is None else draws
     board = leaderboard(results, draws, level)
     board.to_csv(out_dir / "leaderboard.csv")
     document = leaderboard_document(results, draws, level)
