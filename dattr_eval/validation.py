@@ -146,6 +146,25 @@ def check_labels(
     return y.long()
 
 
+def check_indices(indices: Any, name: str, n: int) -> torch.Tensor:
+    """Require 1-D integer positions into a sequence of length ``n``, each in ``[0, n)``.
+
+    Lists, tuples, ranges and numpy arrays are converted; negative positions are refused (they
+    do not wrap). Returns an int64 tensor.
+    """
+    if isinstance(indices, (list, tuple, range)):
+        indices = (
+            torch.as_tensor(list(indices)) if len(indices) else torch.zeros(0, dtype=torch.long)
+        )
+    elif isinstance(indices, np.ndarray):
+        indices = torch.from_numpy(np.ascontiguousarray(indices))
+    indices = check_tensor(indices, name, ndim=1, floating=False)
+    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= n):
+        bad = indices[(indices < 0) | (indices >= n)][0]
+        raise ValueError(f"{name} must be in [0, {n}), got {int(bad)}")
+    return indices.long()
+
+
 def check_choice(value: Any, name: str, choices: Iterable[Any]) -> Any:
     """Require ``value`` to be one of ``choices``."""
     choices = list(choices)
