@@ -197,6 +197,11 @@ def topk(a: torch.Tensor | TopK, k: int) -> TopK:
         ValueError: ``k`` is not an int in ``[1, n_train]`` (or the TopK's width).
         AttributionContractError: ``a`` breaks the contract.
     """
+    if isinstance(a, tuple) and not isinstance(a, TopK):
+        raise AttributionContractError(
+            f"a must be a torch.Tensor (n_test, n_train) or a TopK(values, indices), got a plain "
+            f"{type(a).__name__}: wrap it as TopK(values, indices)"
+        )
     if isinstance(a, TopK):
         check_topk(a)
         k = _check_k(
@@ -270,7 +275,8 @@ def select_topk(values: torch.Tensor, indices: torch.Tensor, k: int) -> TopK:
     check_tensor(indices, "indices", ndim=2, floating=False)
     if values.shape != indices.shape:
         raise ValueError(
-            f"values and indices must both be (n_test, m), got {tuple(values.shape)} and {tuple(indices.shape)}"
+            f"values and indices must have the same shape (n_test, m), got {tuple(values.shape)} "
+            f"and {tuple(indices.shape)}"
         )
     if indices.numel() and int(indices.min()) < 0:
         raise ValueError(f"indices must be non-negative training indices, got {int(indices.min())}")

@@ -68,6 +68,11 @@ def assert_topk_matches(got: TopK, dense: torch.Tensor, k: int) -> None:
     in another. Indices must match ``topk`` wherever the sorted dense values have no neighbour
     within rounding; at near-ties they must point at a value within rounding.
     """
+    if dense.shape[0] == 0:
+        assert tuple(got.values.shape) == tuple(got.indices.shape) == (0, k), (
+            f"top-k of an empty batch has shape {tuple(got.values.shape)}, expected (0, {k})"
+        )
+        return
     full = topk(dense, dense.shape[1])
     tol = 1e-6 * float(dense.abs().max()) + 1e-7
     gaps = full.values[:, :-1] - full.values[:, 1:]  # >= 0

@@ -123,6 +123,26 @@ def check_tensor(
     return x
 
 
+def _as_tensor(values: Any, name: str) -> Any:
+    """Lists, tuples, ranges and numpy arrays as tensors (an empty sequence is int64); others as is."""
+    if isinstance(values, np.ndarray):
+        if values.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must be numeric, got dtype {values.dtype}")
+        if values.dtype.kind == "u" and values.dtype.itemsize > 1:
+            values = values.astype(np.int64)  # torch lacks most unsigned ops
+        return torch.from_numpy(np.ascontiguousarray(values))
+    if not isinstance(values, (list, tuple, range)):
+        return values
+    if len(values) == 0:
+        return torch.zeros(0, dtype=torch.long)
+    try:
+        return torch.as_tensor(list(values))
+    except (OverflowError, RuntimeError, ValueError) as err:
+        raise ValueError(f"{name} must hold numbers within int64 / float64: {err}") from err
+    except TypeError as err:
+        raise TypeError(f"{name} must be a sequence of numbers: {err}") from err
+
+
 def check_labels(
     y: Any, name: str, *, length: int | None = None, n_classes: int | None = None
 ) -> torch.Tensor:
@@ -131,11 +151,7 @@ def check_labels(
     Lists, tuples and numpy arrays are converted (an empty list is an empty label vector).
     Float labels are refused, never rounded or truncated.
     """
-    if isinstance(y, (list, tuple)):
-        y = torch.as_tensor(y) if len(y) else torch.zeros(0, dtype=torch.long)
-    elif isinstance(y, np.ndarray):
-        y = torch.from_numpy(np.ascontiguousarray(y))
-    y = check_tensor(y, name, ndim=1, floating=False, length=length)
+    y = check_tensor(_as_tensor(y, name), name, ndim=1, floating=False, length=length)
     if y.numel() and int(y.min()) < 0:
         raise ValueError(f"{name} must be non-negative class indices, got min {int(y.min())}")
     if n_classes is not None and y.numel() and int(y.max()) >= n_classes:
@@ -152,13 +168,7 @@ def check_indices(indices: Any, name: str, n: int) -> torch.Tensor:
     Lists, tuples, ranges and numpy arrays are converted; negative positions are refused (they
     do not wrap). Returns an int64 tensor.
     """
-    if isinstance(indices, (list, tuple, range)):
-        indices = (
-            torch.as_tensor(list(indices)) if len(indices) else torch.zeros(0, dtype=torch.long)
-        )
-    elif isinstance(indices, np.ndarray):
-        indices = torch.from_numpy(np.ascontiguousarray(indices))
-    indices = check_tensor(indices, name, ndim=1, floating=False)
+    indices = check_tensor(_as_tensor(indices, name), name, ndim=1, floating=False)
     if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= n):
         bad = indices[(indices < 0) | (indices >= n)][0]
         raise ValueError(f"{name} must be in [0, {n}), got {int(bad)}")

@@ -29,6 +29,8 @@ _ALLOWED = {
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
     ("_codecs", "encode"),
+    ("builtins", "bytes"),  # protocol 2 from Python 3 pickles empty array data as bytes()
+    ("__builtin__", "bytes"),
 }
 
 
@@ -62,8 +64,8 @@ def _unpickle(path: Path) -> Any:
     with open(path, "rb") as f:
         try:
             return _SafeUnpickler(f, encoding="bytes").load()
-        except ForbiddenGlobalError:
-            raise
+        except ForbiddenGlobalError as err:
+            raise ForbiddenGlobalError(f"{path}: {err}") from None
         except Exception as err:  # a corrupt pickle can raise almost anything; name the file
             raise ValueError(
                 f"{path} is not a readable CIFAR-10 batch ({type(err).__name__}: {err}); "
@@ -128,6 +130,8 @@ def _labels(labels: Any, path: Path) -> np.ndarray:
         values = np.asarray(labels)
     except Exception as err:
         raise ValueError(f"{path}: 'labels' is not a list of integers ({err})") from err
+    if values.shape == (0,):  # an empty list reads as float64
+        return np.zeros(0, dtype=np.int64)
     if values.ndim != 1 or values.dtype.kind not in "iu":
         raise ValueError(
             f"{path}: labels must be integers in a 1-D list, got dtype {values.dtype} and "

@@ -66,6 +66,9 @@ def subset_inputs(dataset: Dataset, indices: Any) -> tuple[torch.Tensor, torch.T
     """
     positions = check_indices(indices, "indices", len(dataset)).tolist()
     items = [check_sample(dataset[i], f"dataset[{i}]") for i in positions]
+    if not items:  # keep the sample shape: (0, *input_shape)
+        shape = check_sample(dataset[0], "dataset[0]")[0].shape if len(dataset) else ()
+        return torch.zeros(0, *shape), torch.zeros(0, dtype=torch.long)
     return torch.stack([x for x, _ in items]), torch.as_tensor(
         [y for _, y in items], dtype=torch.long
     )
