@@ -158,3 +158,13 @@ def test_topk_of_a_topk_checks_it():
 
 def test_topk_accepts_numpy_int_k():
     assert topk(torch.tensor([[0.0, 2.0, 1.0]]), np.int64(2)).indices.tolist() == [[1, 2]]
+
+
+def test_nonfinite_counted_across_row_blocks():
+    """check_attributions scans large tensors in row blocks (memory): counts span the blocks."""
+    a = torch.zeros(3000, 2000)  # 6M entries: more than one block of 4M
+    a[2500, 7] = float("nan")
+    a[2999, 1999] = float("inf")
+    a[10, 3] = float("nan")
+    with pytest.raises(AttributionContractError, match=r"2 NaN and 1 inf.*\[test 10, train 3\]"):
+        check_attributions(a)

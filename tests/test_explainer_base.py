@@ -107,6 +107,22 @@ def test_explicit_device_equal_to_the_models_keeps_it_in_place():
     assert xpl.model_ is model and xpl.device_ == torch.device("cpu")
 
 
+def test_a_model_elsewhere_than_the_device_is_copied_not_moved():
+    """An explicit device the model is not on: the explainer works on a copy moved there.
+
+    (No second device on a CPU machine: ``device_`` is set to ``meta`` by hand, which ``fit``
+    itself refuses, to exercise the copy.)
+    """
+    model = nn.Linear(4, 3)
+    xpl = explainers.create("random")
+    xpl.device_ = torch.device("meta")
+    placed = xpl._placed(model)
+    assert placed is not model and placed.weight.is_meta
+    assert model.weight.device.type == "cpu" and not model.weight.is_meta
+    xpl.device_ = torch.device("cpu")
+    assert xpl._placed(model) is model
+
+
 @pytest.mark.parametrize("device", ["tpu", "xyz", "meta"])
 def test_bad_devices_are_refused_at_fit(device):
     model = nn.Linear(4, 3)

@@ -169,8 +169,10 @@ class Explainer(ParamsMixin):
     ) -> torch.Tensor:
         """Attributions of every training sample to each test input.
 
-        Computed in test batches of ``batch_size`` written into one preallocated output, so peak
-        extra memory is the output plus one batch's ``(batch_size, n_train)`` block.
+        More than ``batch_size`` test inputs are explained in batches of ``batch_size`` written into
+        one preallocated output, so peak extra memory is the output plus one batch's
+        ``(batch_size, n_train)`` block and its intermediates (measured: 1.4x the output at
+        1,000 x 100,000, ``benchmarks/results/reliability.md``).
 
         Args:
             inputs: ``(n_test, *input_shape_)`` float test inputs, same layout as the training
@@ -189,8 +191,12 @@ class Explainer(ParamsMixin):
         n_test = inputs.shape[0]
         self._check_output_size(n_test, max_output_bytes)
         targets = self._check_targets(inputs, targets)
-        out = torch.empty(n_test, self.n_train_, device=self.device_)
         with eval_mode(self.model_):
+            if n_test == 0:  # an empty test batch (e.g. a selection that kept nothing)
+                return torch.zeros(0, self.n_train_, device=self.device_)
+            if n_test <= self.batch_size:  # one batch: its result is the output, no copy
+                return self._explain_checked(inputs, targets).to(self.device_)
+            out = torch.empty(n_test, self.n_train_, device=self.device_)
             for i in range(0, n_test, self.batch_size):
                 stop = min(i + self.batch_size, n_test)
                 out[i:stop] = self._explain_checked(inputs[i:stop], targets[i:stop])

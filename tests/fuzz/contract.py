@@ -147,7 +147,10 @@ def _merge_invalid(draw):
         bad = draw(st.one_of(st.integers(max_value=-1), st.floats(), st.booleans()))
         return Bad((first, second, k, bad), "offset")
     if kind == "overlap" and first.indices.numel():
-        return Bad((first, second, k, draw(st.integers(0, int(first.indices.max())))), "offset")
+        # an offset putting second's smallest index at or below first's largest one
+        top = int(first.indices.max()) - int(second.indices.min())
+        bad = draw(st.integers(0, top)) if top >= 0 else draw(st.integers(max_value=-1))
+        return Bad((first, second, k, bad), "offset")
     if kind == "rows":
         extra = TopK(second.values[:0], second.indices[:0])
         if second.values.shape[0] == 0:
