@@ -195,6 +195,12 @@ def test_group_labels(toy):
         data.group_labels(toy, [(0, 1), (2,)])
     with pytest.raises(ValueError, match="groups must be disjoint"):
         data.group_labels(toy, [(0, 1), (1, 2, 3)])
+    with pytest.raises(TypeError, match="groups must be a sequence"):
+        data.group_labels(toy, 4)
+    with pytest.raises(TypeError, match=r"groups\[1\] must be a sequence"):
+        data.group_labels(toy, [(0, 1), 2])
+    with pytest.raises(TypeError, match=r"groups\[0\] class must be an int"):
+        data.group_labels(toy, [("a", 1), (2, 3)])
 
 
 # ------------------------------------------------------------------ strict inputs (reliability)

@@ -130,14 +130,19 @@ def group_labels(
     """
     check_dataset(dataset, "dataset")
     x, y = stack_dataset(dataset)
+    if isinstance(groups, (str, bytes)) or not isinstance(groups, Sequence):
+        raise TypeError(f"groups must be a sequence of class groups, got {groups!r}")
     mapping: dict[int, int] = {}
     for g, classes in enumerate(groups):
+        if isinstance(classes, (str, bytes)) or not isinstance(classes, Sequence):
+            raise TypeError(f"groups[{g}] must be a sequence of class indices, got {classes!r}")
         for c in classes:
-            if int(c) in mapping:
+            c = check_int(c, f"groups[{g}] class")
+            if c in mapping:
                 raise ValueError(
-                    f"groups must be disjoint; class {c} is in groups {mapping[int(c)]} and {g}"
+                    f"groups must be disjoint; class {c} is in groups {mapping[c]} and {g}"
                 )
-            mapping[int(c)] = g
+            mapping[c] = g
     missing = sorted(set(y.unique().tolist()) - set(mapping))
     if missing:
         raise ValueError(f"groups must cover every label; classes {missing} are in no group")

@@ -298,8 +298,15 @@ def _group_check(case, out):
 @st.composite
 def _group_invalid(draw):
     dataset, groups = draw(_group_valid())
-    if len(groups) > 1 and draw(st.booleans()):
+    kind = draw(st.sampled_from(["overlap", "missing", "not a sequence", "member", "class"]))
+    if kind == "overlap" and len(groups) > 1:
         groups = [*groups, (groups[0][0],)]
+    elif kind == "not a sequence":
+        groups = draw(st.integers() | st.text(max_size=3) | st.none())
+    elif kind == "member":
+        groups = [*groups, draw(st.integers() | st.none() | st.text(max_size=2))]
+    elif kind == "class":
+        groups = [(*groups[0], draw(st.floats() | st.text(max_size=2) | st.none())), *groups[1:]]
     else:
         groups = [g for g in groups if max(dataset.targets.tolist()) not in g]
     return Bad((dataset, groups), "groups")
