@@ -269,7 +269,8 @@ def _flip_invalid(draw):
     elif kind == "seed":
         seed = draw(st.integers(max_value=-1) | st.floats() | st.booleans() | st.none())
     else:
-        classes = draw(st.integers(max_value=classes - 1) | st.floats() | st.booleans())
+        top = max(1, int(dataset.targets.max()))  # n_classes must exceed every label and 1
+        classes = draw(st.integers(max_value=top) | st.floats() | st.booleans())
     return Bad((dataset, fraction, seed, classes), kind)
 
 
