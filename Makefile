@@ -9,7 +9,9 @@ OUT ?= results/digits
 # uses Arnoldi on the last layer so the whole digits grid fits in minutes on 2 CPU cores.
 LEADERBOARD_SETTINGS := --set influence.solver=arnoldi --set influence.arnoldi_iter=30 --set influence.params=last_layer
 
-.PHONY: demo test test-all lint
+DOCS_STAMP := $(VENV)/.installed-docs
+
+.PHONY: demo test test-all lint docs notebooks notebooks-check
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,3 +34,20 @@ test-all: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check dattr_eval tests benchmarks
+
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e ".[dev,docs]"
+	touch $(DOCS_STAMP)
+
+# The documentation site (site/): API reference from the docstrings, the notebooks executed at
+# build time. Strict: any warning fails the build.
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
+# notebooks/*.py (jupytext percent format) are the sources; this regenerates notebooks/*.ipynb
+# from them, without outputs. notebooks-check fails when the two disagree.
+notebooks: $(STAMP)
+	$(VENV)/bin/jupytext --to ipynb notebooks/*.py
+
+notebooks-check: $(STAMP)
+	$(PY) -m pytest -q tests/test_notebooks.py

@@ -2,42 +2,52 @@
 
 Entry points: ``dattr_eval.explainers`` and ``dattr_eval.metrics`` (registries),
 ``available_explainers()``, ``available_metrics()``, and the main job:
-``evaluate(benchmarks, explainers, out_dir=...)`` / ``Evaluator`` and ``report(out_dir)``
-(imported on first use, so ``import dattr_eval`` stays light).
+``evaluate(benchmarks, explainers, out_dir=...)`` / ``Evaluator`` and ``report(out_dir)``.
+
+Everything is imported on first use (PEP 562), so ``import dattr_eval`` imports neither torch nor
+any optional backend (numba, zennit, quantus, ray, matplotlib, seaborn).
 """
 
 from __future__ import annotations
 
-from dattr_eval import explainers, metrics
-from dattr_eval.contract import AttributionContractError, TopK, check_attributions, topk
-from dattr_eval.ground_truth import GroundTruth
+import importlib
+from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+#: public name -> module holding it, imported on first access
+_LAZY = {
+    "explainers": "dattr_eval.explainers",
+    "metrics": "dattr_eval.metrics",
+    "benchmarks": "dattr_eval.benchmarks",
+    "AttributionContractError": "dattr_eval.contract",
+    "TopK": "dattr_eval.contract",
+    "check_attributions": "dattr_eval.contract",
+    "topk": "dattr_eval.contract",
+    "GroundTruth": "dattr_eval.ground_truth",
+    "evaluate": "dattr_eval.evaluation.evaluator",
+    "Evaluator": "dattr_eval.evaluation.evaluator",
+    "run_cell": "dattr_eval.evaluation.cell",
+    "CellSpec": "dattr_eval.evaluation.cell",
+    "report": "dattr_eval.evaluation.report",
+    "clone": "dattr_eval.params",
+}
 
 
 def available_explainers() -> dict[str, str]:
     """``{name: one-line summary}`` of every registered explainer."""
-    return explainers.REGISTRY.summaries()
+    return importlib.import_module("dattr_eval.explainers").REGISTRY.summaries()
 
 
 def available_metrics() -> dict[str, str]:
     """``{name: one-line summary}`` of every registered metric."""
-    return metrics.REGISTRY.summaries()
+    return importlib.import_module("dattr_eval.metrics").REGISTRY.summaries()
 
 
-#: names imported on first access (PEP 562): the evaluation stack pulls in pandas and tqdm
-_LAZY = {
-    "evaluate": "dattr_eval.evaluation.evaluator",
-    "Evaluator": "dattr_eval.evaluation.evaluator",
-    "report": "dattr_eval.evaluation.report",
-}
-
-
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        module = importlib.import_module(_LAZY[name])
+        return module if module.__name__ == f"{__name__}.{name}" else getattr(module, name)
     raise AttributeError(f"module 'dattr_eval' has no attribute {name!r}")
 
 
@@ -47,15 +57,19 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AttributionContractError",
+    "CellSpec",
     "Evaluator",
     "GroundTruth",
     "TopK",
     "available_explainers",
     "available_metrics",
+    "benchmarks",
     "check_attributions",
+    "clone",
     "evaluate",
     "explainers",
     "metrics",
     "report",
+    "run_cell",
     "topk",
 ]

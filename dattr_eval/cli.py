@@ -2,41 +2,113 @@
 
 Examples::
 
-    dattr-eval list
+    dattr-eval list explainers
     dattr-eval run --benchmark digits-mislabel --explainers random,dualview --out results/d
-    dattr-eval run --benchmark 'digits-*' --explainers all --out results/digits
+    dattr-eval run --benchmark 'digits-*' --explainers all --replicates 3 --out results/digits
     dattr-eval run --benchmark 'digits-*' --explainers all --out results/digits --backend ray --address auto
     dattr-eval report results/d
+
+Every failure prints one line naming the problem and exits non-zero (2 for bad input or a failed
+run, 130 when interrupted; finished cells are kept and a rerun resumes).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import difflib
 import fnmatch
+import inspect
+import re
 import sys
 from collections.abc import Sequence
+from typing import Any
+
+#: splits "a.x=1,b.y=2" into assignments, but not commas inside values such as [1,2]
+_ASSIGNMENT_SPLIT = re.compile(r",(?=\s*[A-Za-z_][\w.\-]*\.[A-Za-z_]\w*\s*=)")
+
+
+class CLIError(Exception):
+    """A user error the CLI reports in one line."""
 
 
 def _split(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-def _explainer_params(assignments: Sequence[str]) -> dict[str, dict[str, object]]:
-    """``["influence.solver=arnoldi", ...]`` -> ``{"influence": {"solver": "arnoldi"}}`` (values as Python literals)."""
-    import ast
+def parse_assignments(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``["influence.solver=arnoldi", "dualview.C=1e-3,random.seed=1"]`` -> ``{explainer: {param: value}}``.
 
-    params: dict[str, dict[str, object]] = {}
-    for item in assignments:
-        target, sep, raw = item.partition("=")
-        name, dot, key = target.rpartition(".")
-        if not sep or not dot or not name or not key:
-            raise ValueError(f"--set expects EXPLAINER.PARAM=VALUE, got {item!r}")
-        try:
-            value: object = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            value = raw  # a bare string such as arnoldi
-        params.setdefault(name, {})[key] = value
+    Values are Python literals where they parse (``1e-3``, ``[1, 2]``, ``None``), else strings.
+    """
+    params: dict[str, dict[str, Any]] = {}
+    for item in items:
+        for part in _ASSIGNMENT_SPLIT.split(item):
+            target, sep, raw = part.strip().partition("=")
+            name, dot, key = target.strip().rpartition(".")
+            if not sep or not dot or not name or not key:
+                raise CLIError(f"--set expects EXPLAINER.PARAM=VALUE, got {part.strip()!r}")
+            try:
+                value: Any = ast.literal_eval(raw.strip())
+            except (ValueError, SyntaxError):
+                value = raw.strip()  # a bare string such as arnoldi
+            params.setdefault(name, {})[key.strip()] = value
     return params
+
+
+def build_explainers(names: Sequence[str], overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``{name: explainer}`` with the ``--set`` overrides, validated before any work starts."""
+    from dattr_eval import explainers as registry
+
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise CLIError(
+            f"--set names explainer(s) {unknown} that are not in --explainers {list(names)}"
+        )
+    built = {}
+    for name in names:
+        try:
+            cls = registry.get(name)
+        except KeyError as exc:
+            raise CLIError(f"--explainers: {exc.args[0]}") from None
+        params = overrides.get(name, {})
+        defaults = {
+            p.name: p.default
+            for p in inspect.signature(cls.__init__).parameters.values()
+            if p.name != "self"
+        }
+        signature = list(defaults)
+        for key in params:
+            if key not in signature:
+                close = difflib.get_close_matches(key, signature, n=2, cutoff=0.5)
+                close += [p for p in signature if p.lower() == key.lower() and p not in close]
+                hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+                raise CLIError(
+                    f"--set {name}.{key}: {name} has no hyperparameter {key!r}{hint} "
+                    f"(known: {', '.join(signature)})"
+                )
+            expected = _expected_type(defaults[key])
+            if expected is not None and not isinstance(params[key], expected[0]):
+                raise CLIError(
+                    f"--set {name}.{key}={params[key]!r}: expected {expected[1]} "
+                    f"(the default is {defaults[key]!r})"
+                )
+        try:
+            built[name] = cls(**params)
+        except (TypeError, ValueError) as exc:
+            raise CLIError(f"--set {name}: {exc}") from None
+    return built
+
+
+def _expected_type(default: Any) -> tuple[tuple[type, ...], str] | None:
+    """The value types a ``--set`` may give a hyperparameter with this default (``None``: any)."""
+    if isinstance(default, bool):
+        return (bool,), "True or False"
+    if isinstance(default, int):
+        return (int,), "an integer"
+    if isinstance(default, float):
+        return (int, float), "a number"
+    return None
 
 
 def _benchmark_names(patterns: Sequence[str]) -> list[str]:
@@ -45,56 +117,75 @@ def _benchmark_names(patterns: Sequence[str]) -> list[str]:
 
     names: list[str] = []
     for pattern in patterns:
-        matched = (
-            fnmatch.filter(benchmarks.names(), pattern)
-            if any(c in pattern for c in "*?[")
-            else [pattern]
-        )
+        wildcard = any(c in pattern for c in "*?[")
+        matched = fnmatch.filter(benchmarks.names(), pattern) if wildcard else [pattern]
         if not matched:
-            raise SystemExit(
-                f"dattr-eval: --benchmark {pattern!r} matches no benchmark; see `dattr-eval list`"
+            raise CLIError(
+                f"--benchmark {pattern!r} matches no benchmark; see `dattr-eval list benchmarks`"
             )
         for name in matched:
-            benchmarks.REGISTRY.canonical(name)  # unknown names fail here, with close matches
+            try:
+                benchmarks.REGISTRY.canonical(name)
+            except KeyError as exc:
+                raise CLIError(f"--benchmark: {exc.args[0]}") from None
             names.extend([name] if name not in names else [])
     return names
 
 
-def _print_listing(title: str, summaries: dict[str, str]) -> None:
-    print(f"{title}:")
-    width = max((len(n) for n in summaries), default=0)
-    for name, summary in summaries.items():
-        print(f"  {name.ljust(width)}  {summary}")
+def _signature_text(cls: type) -> str:
+    params = [
+        f"{p.name}={p.default!r}" if p.default is not p.empty else p.name
+        for p in inspect.signature(cls.__init__).parameters.values()
+        if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    return ", ".join(params)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    import dattr_eval
-    from dattr_eval import benchmarks
+    from dattr_eval import benchmarks, explainers, metrics
 
-    listings = {
-        "explainers": dattr_eval.available_explainers,
-        "metrics": dattr_eval.available_metrics,
-        "benchmarks": benchmarks.summaries,
+    registries = {
+        "explainers": explainers.REGISTRY,
+        "metrics": metrics.REGISTRY,
+        "benchmarks": benchmarks.REGISTRY,
     }
-    for kind in [args.kind] if args.kind else list(listings):
-        _print_listing(kind, listings[kind]())
+    for kind in [args.kind] if args.kind else list(registries):
+        registry = registries[kind]
+        print(f"{kind}:")
+        for name in registry.names():
+            cls = registry.get(name)
+            print(f"  {name}  {getattr(cls, 'summary', '')}")
+            print(f"      ({_signature_text(cls)})")
+            family = getattr(cls, "family", None)
+            if family is not None and family.needs_data_dir:
+                where = (
+                    "Debian's default directory or --data-dir"
+                    if family.default_dir
+                    else "--data-dir"
+                )
+                print(f"      data: {family.title.split(' (')[0]} files from {where}")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from dattr_eval import explainers as registry
     from dattr_eval.evaluation import Evaluator
-    from dattr_eval.evaluation.evaluator import builtin_explainers
-    from dattr_eval.evaluation.report import leaderboard, to_markdown
+    from dattr_eval.evaluation.grid import builtin_explainers
+    from dattr_eval.evaluation.report import leaderboard, report, to_markdown
 
     names = builtin_explainers() if args.explainers.strip() == "all" else _split(args.explainers)
-    overrides = _explainer_params(args.set or [])
-    unknown = set(overrides) - set(names)
-    if unknown:
-        raise ValueError(f"--set names explainer(s) {sorted(unknown)} that are not in --explainers")
-    explainers = {n: registry.create(n, **overrides.get(n, {})) for n in names}
+    explainers = build_explainers(names, parse_assignments(args.set or []))
     if args.address is not None and args.backend != "ray":
-        raise ValueError("--address needs --backend ray")
+        raise CLIError("--address needs --backend ray")
+    executor: Any = args.backend
+    if args.backend == "ray":
+        from dattr_eval.evaluation.ray_executor import RayExecutor
+
+        executor = RayExecutor(address=args.address, num_cpus=args.num_cpus, num_gpus=args.num_gpus)
+    hooks = []
+    if args.xda:
+        from dattr_eval.evaluation.xda_scores import XDAHook, XDASettings
+
+        hooks.append(XDAHook(XDASettings(n_test=args.xda_n_test)))
     evaluator = Evaluator(
         _benchmark_names(args.benchmark),
         explainers,
@@ -102,20 +193,35 @@ def cmd_run(args: argparse.Namespace) -> int:
         out_dir=args.out,
         device=args.device,
         batch_size=args.batch_size,
+        executor=executor,
+        hooks=hooks,
+        replicates=args.replicates,
         cache_dir=args.cache_dir,
         data_dir=args.data_dir,
+        force=args.force,
         progress=not args.no_progress,
-        xda={"n_test": args.xda_n_test} if args.xda else False,
-        backend=args.backend,
-        ray_address=args.address,
-        num_cpus=args.num_cpus,
-        num_gpus=args.num_gpus,
     )
-    results = evaluator.run()
+    try:
+        results = evaluator.run()
+    except KeyboardInterrupt:
+        print(
+            f"dattr-eval run: interrupted; {evaluator.computed} cell(s) saved in {args.out}, "
+            "rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
     print(to_markdown(leaderboard(results)))
     print(
-        f"\nresults: {evaluator.store.path}  (make the report with: dattr-eval report {args.out})"
+        f"\n{evaluator.computed} cell(s) computed, {evaluator.reused} reused from {evaluator.store.path}"
+        + (
+            f", {evaluator.claimed_elsewhere} computed by another run"
+            if evaluator.claimed_elsewhere
+            else ""
+        )
     )
+    if not args.no_report:
+        report(args.out)
+        print(f"report: {args.out}/leaderboard.html")
     return 0
 
 
@@ -124,10 +230,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     board = report(args.out_dir, figures=not args.no_figures)
     print(to_markdown(board))
-    print(
-        f"\nwritten: {args.out_dir}/leaderboard.html, leaderboard.md, leaderboard.csv"
-        + ("" if args.no_figures else " and figures (PNG)")
-    )
+    figures = "" if args.no_figures else " and figures (PNG)"
+    print(f"\nwritten: {args.out_dir}/leaderboard.html, leaderboard.md, leaderboard.csv{figures}")
     return 0
 
 
@@ -137,7 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p_list = sub.add_parser("list", help="list explainers, metrics and benchmarks with summaries")
+    p_list = sub.add_parser(
+        "list", help="list explainers, metrics and benchmarks with their hyperparameters"
+    )
     p_list.add_argument("kind", nargs="?", choices=["explainers", "metrics", "benchmarks"])
     p_list.set_defaults(func=cmd_list)
 
@@ -156,8 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument(
         "--set",
         action="append",
-        metavar="EXPLAINER.PARAM=VALUE",
-        help="explainer hyperparameter, e.g. influence.solver=arnoldi; repeat for several",
+        metavar="EXPLAINER.PARAM=VALUE[,...]",
+        help="explainer hyperparameter, e.g. influence.solver=arnoldi; repeat or comma-separate for several",
     )
     p_run.add_argument(
         "--metrics", help="comma-separated metric names (default: each benchmark's own)"
@@ -168,12 +274,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=int, default=64, help="test samples per explained batch"
     )
     p_run.add_argument(
+        "--replicates", type=int, default=1, help="rebuild each benchmark with this many seeds"
+    )
+    p_run.add_argument("--force", action="store_true", help="recompute cells already in --out")
+    p_run.add_argument(
         "--data-dir", default=None, help="dataset files for benchmarks that are not bundled"
     )
     p_run.add_argument(
         "--cache-dir", default=None, help="trained-model cache (default ~/.cache/dattr_eval)"
     )
     p_run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p_run.add_argument(
+        "--no-report", action="store_true", help="do not write the report at the end"
+    )
     p_run.add_argument(
         "--xda",
         action="store_true",
@@ -191,8 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument(
         "--address",
         default=None,
-        help="Ray cluster to join: 'auto' (this machine's cluster), 'ray://HEAD:10001'; "
-        "default: start a local one",
+        help="Ray cluster to join: 'auto' (this machine's cluster), 'ray://HEAD:10001'; default: start a local one",
     )
     p_run.add_argument("--num-cpus", type=float, default=1, help="CPUs each Ray task reserves")
     p_run.add_argument(
@@ -214,9 +326,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (KeyError, FileNotFoundError, ValueError) as exc:
+    except KeyboardInterrupt:
+        print(f"dattr-eval {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 (one line for the user; tracebacks only for bugs below)
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"dattr-eval {args.command}: error: {message}", file=sys.stderr)
+        kind = "" if isinstance(exc, CLIError) else f"{type(exc).__name__}: "
+        print(f"dattr-eval {args.command}: error: {kind}{message}", file=sys.stderr)
         return 2
 
 

@@ -1,29 +1,28 @@
 """``GroundTruth``: everything a metric may need besides the attributions, in one record.
 
 Benchmarks build it; the evaluator slices its test-level fields per test batch and adds what
-other explanations produce (self-influence, attributions of a randomised model, retrained
-models' outputs). Metrics declare the fields they ``require``.
+its providers produce (self-influence, attributions of a randomised model). Retrained models'
+outputs are not ground-truth fields: retraining metrics receive them in ``compute`` (see
+``metrics.base.RetrainingMetric``). Metrics declare the fields they ``require``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import torch
 
-# Test-level fields and the dimension that indexes test samples.
-TEST_FIELDS: dict[str, int] = {
-    "test_labels": 0,
-    "test_targets": 0,
-    "test_predictions": 0,
-    "test_fine_labels": 0,
-    "randomized_attributions": 0,
-    "subset_outputs": 1,
-    "test_indices": 0,
-    "test_positions": 0,
-}
+#: test-level fields: their first dimension indexes the test samples
+TEST_FIELDS: tuple[str, ...] = (
+    "test_labels",
+    "test_targets",
+    "test_predictions",
+    "test_fine_labels",
+    "randomized_attributions",
+    "test_indices",
+    "test_positions",
+)
 
 
 @dataclass(frozen=True)
@@ -37,24 +36,18 @@ class GroundTruth:
         mislabeled_indices: ``(n_flipped,)`` int64, training indices whose label was flipped.
         marked_train_indices: ``(n_marked,)`` int64, training indices carrying the shortcut mark.
         shortcut_class: the class whose training images carry the mark.
-        self_influence: ``(n_train,)`` float, the explainer's self-influence scores.
-        subset_masks: ``(m, n_train)`` bool, the training subsets of retrained models (LDS).
-        retrain_fn: ``train_indices (n_sel,) int64 -> (n_test,) float``: a model trained from
-            scratch (benchmark recipe, fixed seed) on exactly those training samples, evaluated on
-            the benchmark's *whole* test set in benchmark order: ``log_softmax(f(x_t))[target_t]``
-            for every test point ``t`` (the same output as ``subset_outputs``). Deterministic per
-            index set; the evaluator caches it. Used by ``fidelity(mode="leave_k_out")``,
-            ``coreset_selection`` and ``data_pruning``, which pick rows via ``test_positions``.
+        self_influence: ``(n_train,)`` float, the explainer's self-influence scores (provided by
+            the evaluator from the fitted explainer).
         n_classes: number of classes the model predicts.
 
-    Test-level fields (first dimension = test samples of the batch, except ``subset_outputs``):
+    Test-level fields (first dimension = test samples of the batch):
         test_labels: ``(b,)`` true labels; test_targets: ``(b,)`` explained classes;
         test_predictions: ``(b,)`` model predictions; test_fine_labels: ``(b,)`` fine labels;
         test_indices: ``(b,)`` indices of the batch's samples in the source test dataset;
         test_positions: ``(b,)`` int64 rows of the batch in the benchmark's test set (``0..n_test-1``),
-            indexing ``retrain_fn``'s output; when absent, metrics assume batches arrive in order;
-        randomized_attributions: ``(b, n_train)`` attributions of a randomised model;
-        subset_outputs: ``(m, b)`` the retrained models' target outputs on the batch.
+            indexing retrained outputs; when absent, metrics assume batches arrive in order;
+        randomized_attributions: ``(b, n_train)`` attributions of a randomised model (provided
+            by the evaluator).
     """
 
     train_labels: torch.Tensor | None = None
@@ -63,8 +56,6 @@ class GroundTruth:
     marked_train_indices: torch.Tensor | None = None
     shortcut_class: int | None = None
     self_influence: torch.Tensor | None = None
-    subset_masks: torch.Tensor | None = None
-    retrain_fn: Callable[..., Any] | None = None
     n_classes: int | None = None
     test_labels: torch.Tensor | None = None
     test_targets: torch.Tensor | None = None
@@ -73,7 +64,6 @@ class GroundTruth:
     test_indices: torch.Tensor | None = None
     test_positions: torch.Tensor | None = None
     randomized_attributions: torch.Tensor | None = None
-    subset_outputs: torch.Tensor | None = None
 
     @classmethod
     def coerce(cls, truth: GroundTruth | dict | None = None, **extra: Any) -> GroundTruth:
@@ -98,10 +88,10 @@ class GroundTruth:
     @property
     def n_test(self) -> int | None:
         """Number of test samples in the record (from the first test-level field present)."""
-        for name, dim in TEST_FIELDS.items():
+        for name in TEST_FIELDS:
             value = getattr(self, name)
             if value is not None:
-                return int(value.shape[dim])
+                return int(value.shape[0])
         return None
 
     @property
@@ -116,8 +106,8 @@ class GroundTruth:
     def select(self, index: torch.Tensor | slice) -> GroundTruth:
         """The record restricted to the test samples ``index`` (training fields unchanged)."""
         changes = {}
-        for name, dim in TEST_FIELDS.items():
+        for name in TEST_FIELDS:
             value = getattr(self, name)
             if value is not None:
-                changes[name] = value[index] if dim == 0 else value[:, index]
+                changes[name] = value[index]
         return replace(self, **changes)

@@ -117,13 +117,36 @@ def test_run_then_report_on_digits_mislabel(tmp_path, capsys):
 
 
 def test_set_parses_explainer_hyperparameters():
-    from dattr_eval.cli import _explainer_params
+    from dattr_eval.cli import CLIError, parse_assignments
 
-    assert _explainer_params(
+    assert parse_assignments(
         ["influence.solver=arnoldi", "influence.arnoldi_iter=30", "random.seed=2"]
     ) == {"influence": {"solver": "arnoldi", "arnoldi_iter": 30}, "random": {"seed": 2}}
-    with pytest.raises(ValueError, match="EXPLAINER.PARAM=VALUE"):
-        _explainer_params(["solver=arnoldi"])
+    # several assignments in one --set, and commas inside a value
+    assert parse_assignments(["dualview.C=1e-3,random.seed=1", "tracin.checkpoints=[1, 2]"]) == {
+        "dualview": {"C": 1e-3},
+        "random": {"seed": 1},
+        "tracin": {"checkpoints": [1, 2]},
+    }
+    with pytest.raises(CLIError, match="EXPLAINER.PARAM=VALUE"):
+        parse_assignments(["solver=arnoldi"])
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        ("dualview.c=1e-3", "no hyperparameter 'c'; did you mean 'C'"),
+        ("dualview.bogus=1", "no hyperparameter 'bogus'"),
+        ("random.seed=2.5", "seed"),
+    ],
+)
+def test_set_is_validated_before_any_work(tmp_path, capsys, assignment, message):
+    name = assignment.split(".")[0]
+    args = ["run", "--benchmark", "digits-class", "--explainers", name, "--set", assignment]
+    assert main([*args, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "results.csv").exists()
 
 
 def test_set_for_an_explainer_not_run_is_an_error(tmp_path, capsys):

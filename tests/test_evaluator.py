@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import ClassVar
 
 import pytest
 import torch
@@ -13,8 +14,8 @@ from torch.utils.data import TensorDataset
 from dattr_eval.benchmarks import Benchmark
 from dattr_eval.contract import topk
 from dattr_eval.evaluation import Evaluator, evaluate, read_results
-from dattr_eval.evaluation.auxiliary import lds_subsets, randomize_model
 from dattr_eval.evaluation.profiling import MemorySampler, PhaseTimer
+from dattr_eval.evaluation.providers import randomize_model
 from dattr_eval.explainers.base import Explainer
 from dattr_eval.explainers.random_baseline import RandomExplainer
 from dattr_eval.metrics.base import Metric
@@ -40,7 +41,7 @@ class BatchShapes(Metric):
     """Records the shape of every batch it sees; score = number of batches."""
 
     name = "batch_shapes"
-    seen: list = []
+    seen: ClassVar[list] = []
 
     def __init__(self) -> None:
         super().__init__()
@@ -61,7 +62,7 @@ class SelfInfluenceSum(Metric):
         super().__init__()
 
     def _update(self, attributions, truth):
-        self._per_sample.append(truth.self_influence.sum()[None])
+        self.per_unit.append(truth.self_influence.sum()[None].double())
 
 
 class RandomizedGap(Metric):
@@ -114,7 +115,7 @@ class OutputDot(Explainer):
 class CountingRandom(RandomExplainer):
     """Counts fits per benchmark size; interrupts on the benchmark named in ``interrupt_on``."""
 
-    fits: list = []
+    fits: ClassVar[list] = []
     interrupt_on: int | None = None
 
     def _fit(self, model, train_dataset):
@@ -128,7 +129,7 @@ class FailingFit(RandomExplainer):
         raise ValueError("cannot fit this")
 
 
-def _bench(name="toy", n_train=N_TRAIN, metrics=(Top1Class(),), seed=0, **kwargs) -> Benchmark:
+def _bench(name="toy", n_train=N_TRAIN, metrics=None, seed=0, **kwargs) -> Benchmark:
     x, y = load_digits(return_X_y=True)
     x = torch.tensor(x / 16, dtype=torch.float32)
     y = torch.tensor(y)
@@ -137,7 +138,14 @@ def _bench(name="toy", n_train=N_TRAIN, metrics=(Top1Class(),), seed=0, **kwargs
     train = TensorDataset(x[:n_train], y[:n_train])
     test = TensorDataset(x[1000:1200], y[1000:1200])
     return Benchmark.from_datasets(
-        name, model, train, test, metrics=metrics, n_test=N_TEST, seed=seed, **kwargs
+        name,
+        model,
+        train,
+        test,
+        metrics=metrics if metrics is not None else (Top1Class(),),
+        n_test=N_TEST,
+        seed=seed,
+        **kwargs,
     )
 
 
@@ -217,7 +225,7 @@ def test_failing_explainer_and_metric_are_recorded_and_the_grid_goes_on(tmp_path
     assert "cannot fit this" in messages and "metric bug" in messages
     rows = _metric_rows(df)
     assert (rows.loc[("toy", "bad"), "status"] == "error").all()
-    assert rows.loc[("toy", "bad", "top1_class"), "error"] == "ValueError: cannot fit this"
+    assert rows.loc[("toy", "bad", "top1_class"), "error"] == "fit: ValueError: cannot fit this"
     assert rows.loc[("toy", "good", "top1_class"), "status"] == "ok"
     assert rows.loc[("toy", "good", "broken"), "status"] == "error"
     assert "metric bug" in rows.loc[("toy", "good", "broken"), "error"]
@@ -277,42 +285,8 @@ def test_metric_without_its_ground_truth_is_skipped_once(tmp_path):
     assert len(read_results(tmp_path, latest=False)) == len(df)
 
 
-def test_lds_ground_truth_is_computed_once_and_cached(tmp_path):
-    calls = []
-
-    def retrain(indices):
-        calls.append(indices.clone())
-        torch.manual_seed(len(calls))
-        return nn.Sequential(nn.Linear(64, 10))
-
-    class LdsShapes(Metric):
-        name = "lds_shapes"
-        requires = ("subset_masks", "subset_outputs")
-
-        def __init__(self) -> None:
-            super().__init__()
-
-        def score_batch(self, attributions, truth):
-            m, b = truth.subset_outputs.shape
-            assert truth.subset_masks.shape == (m, N_TRAIN) and b == attributions.shape[0]
-            return torch.full((b,), float(m))
-
-    bench = _bench(
-        metrics=(LdsShapes(),), retrain=retrain, lds_subsets=4, cache_dir=tmp_path / "cache"
-    )
-    df = evaluate(
-        [bench], {"r": RandomExplainer()}, out_dir=tmp_path / "a", progress=False, batch_size=16
-    )
-    assert _metric_rows(df).score.tolist() == [4.0]
-    assert len(calls) == 4 and all(len(c) == N_TRAIN // 2 for c in calls)
-    masks = lds_subsets(N_TRAIN, 4, 0.5, bench.seed)
-    assert [sorted(c.tolist()) for c in calls] == [m.nonzero()[:, 0].tolist() for m in masks]
-    evaluate([bench], {"r": RandomExplainer()}, out_dir=tmp_path / "b", progress=False)
-    assert len(calls) == 4  # second evaluation read the cache
-
-
-def test_explainers_all_and_bad_arguments():
-    ev = Evaluator([_bench()], "all", out_dir="unused", progress=False)
+def test_explainers_all_and_bad_arguments(tmp_path):
+    ev = Evaluator([_bench()], "all", out_dir=tmp_path, progress=False)
     assert "random" in ev.explainers
     assert not any(
         type(e).__module__.startswith("dattr_eval.explainers.adapters")
@@ -352,7 +326,7 @@ def test_warnings_not_prints(tmp_path, capsys):
 class CheckpointProbe(RandomExplainer):
     """Records the checkpoints and learning rates it was fitted with."""
 
-    seen: list = []
+    seen: ClassVar[list] = []
 
     def __init__(self, seed: int = 0, checkpoints=None, learning_rates=1.0) -> None:
         super().__init__(seed=seed)
@@ -386,43 +360,3 @@ def test_training_checkpoints_are_handed_to_explainers_that_take_them(tmp_path):
         df[df.explainer == "auto"].explainer_params.iloc[0]
         == '{"checkpoints": null, "learning_rates": 1.0, "seed": 0}'
     )
-
-
-def test_retrain_fn_scores_the_whole_test_set_and_is_cached(tmp_path):
-    trained = []
-
-    def retrain(indices):
-        torch.manual_seed(int(indices.sum()))
-        trained.append(len(indices))
-        return nn.Sequential(nn.Linear(64, 10))
-
-    class RetrainProbe(Metric):
-        """Calls retrain_fn on the first 30 training samples twice per batch."""
-
-        name = "retrain_probe"
-        requires = ("retrain_fn", "test_positions")
-        outputs: list = []
-
-        def __init__(self) -> None:
-            super().__init__()
-
-        def score_batch(self, attributions, truth):
-            out = truth.retrain_fn(torch.arange(30))
-            assert torch.equal(out, truth.retrain_fn(torch.arange(30)))
-            RetrainProbe.outputs.append((out, truth.test_positions))
-            return out[truth.test_positions]
-
-    bench = _bench(metrics=(RetrainProbe(),), retrain=retrain, cache_dir=tmp_path / "cache")
-    df = evaluate(
-        [bench], {"r": RandomExplainer()}, out_dir=tmp_path, batch_size=16, progress=False
-    )
-    assert trained == [30]  # one retraining for all calls and batches
-    out, _ = RetrainProbe.outputs[0]
-    torch.manual_seed(int(torch.arange(30).sum()))
-    model = nn.Sequential(nn.Linear(64, 10))
-    expected = torch.log_softmax(model(bench.test_inputs), 1).gather(
-        1, bench.truth.test_targets[:, None]
-    )[:, 0]
-    assert out.shape == (N_TEST,) and torch.allclose(out, expected.detach(), atol=1e-6)
-    assert torch.cat([p for _, p in RetrainProbe.outputs]).tolist() == list(range(N_TEST))
-    assert _metric_rows(df).score.iloc[0] == pytest.approx(float(expected.mean()), rel=1e-5)

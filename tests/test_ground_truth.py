@@ -20,11 +20,11 @@ def test_sizes_missing_and_select():
     gt = GroundTruth(
         train_labels=torch.arange(7),
         test_labels=torch.tensor([0, 1, 2]),
-        subset_outputs=torch.arange(12.0).reshape(4, 3),
+        randomized_attributions=torch.arange(21.0).reshape(3, 7),
     )
     assert gt.n_train == 7 and gt.n_test == 3
     assert gt.missing(("train_labels", "n_classes")) == ["n_classes"]
     sub = gt.select(torch.tensor([2, 0]))
     assert sub.test_labels.tolist() == [2, 0]
-    assert sub.subset_outputs.tolist() == [[2.0, 0.0], [5.0, 3.0], [8.0, 6.0], [11.0, 9.0]]
+    assert sub.randomized_attributions[:, 0].tolist() == [14.0, 0.0]
     assert torch.equal(sub.train_labels, gt.train_labels)

@@ -11,6 +11,7 @@ from torch.utils.data import TensorDataset
 from dattr_eval import metrics as M
 from dattr_eval.benchmarks.base import Benchmark
 from dattr_eval.evaluation import evaluate
+from dattr_eval.models import Retrainer
 from tests._digits_models import single_thread  # noqa: F401
 
 
@@ -20,28 +21,36 @@ def results(tmp_path_factory):
     x, y = torch.tensor(x / 16.0, dtype=torch.float32), torch.tensor(y)
     x_train, y_train = x[:200], y[:200]
 
-    def retrain(indices: torch.Tensor) -> nn.Module:
-        torch.manual_seed(0)
-        model = nn.Sequential(nn.Linear(64, 16), nn.Tanh(), nn.Linear(16, 10))
-        opt = torch.optim.LBFGS(model.parameters(), max_iter=100, line_search_fn="strong_wolfe")
+    class LBFGSRetrainer(Retrainer):
+        """A user's own retraining: a small MLP fitted by full-batch L-BFGS."""
 
-        def closure():
-            opt.zero_grad()
-            loss = nn.functional.cross_entropy(model(x_train[indices]), y_train[indices])
-            loss.backward()
-            return loss
+        def fingerprint(self) -> str:
+            return "test-lbfgs-mlp-v1"
 
-        opt.step(closure)
-        return model.eval()
+        def train(self, train_dataset, indices, seed):
+            torch.manual_seed(seed)
+            model = nn.Sequential(nn.Linear(64, 16), nn.Tanh(), nn.Linear(16, 10))
+            opt = torch.optim.LBFGS(model.parameters(), max_iter=100, line_search_fn="strong_wolfe")
+            x, y = train_dataset.tensors[0][indices], train_dataset.tensors[1][indices]
+
+            def closure():
+                opt.zero_grad()
+                loss = nn.functional.cross_entropy(model(x), y)
+                loss.backward()
+                return loss
+
+            opt.step(closure)
+            return model.eval()
+
+    retrain = LBFGSRetrainer()
 
     bench = Benchmark.from_datasets(
         "digits-metrics",
-        retrain(torch.arange(200)),
+        retrain.train(TensorDataset(x_train, y_train), torch.arange(200), 0),
         TensorDataset(x_train, y_train),
         TensorDataset(x[200:260], y[200:260]),
         n_test=20,
         retrain=retrain,
-        lds_subsets=8,
         truth={
             "mislabeled_indices": torch.arange(0, 200, 10),
             "marked_train_indices": (y_train == 2).nonzero()[:10, 0],
@@ -55,16 +64,16 @@ def results(tmp_path_factory):
         "class5": M.create("identical_class", top_k=5),
         "sub": "identical_subclass",
         "mis": "mislabel_detection",
-        "mis_global": M.create("mislabel_detection", ranking="global"),
+        "mis_global": "mislabel_detection_global",
         "shortcut": "feature_shortcut",
         "domain": "domain_mismatch",
         "rand": "model_randomization",
         "card": "top_k_cardinality",
         "sparsity": "sparsity",
-        "lds": "fidelity",
-        "loo": M.create("fidelity", mode="leave_k_out", top_k=5),
-        "coreset": M.create("coreset", n_steps=3),
-        "pruning": M.create("pruning", n_steps=3),
+        "lds": M.create("lds", n_subsets=8, n_seeds=2),
+        "loo": M.create("leave_k_out", top_k=5),
+        "coreset": M.create("coreset", n_fractions=3, n_orders=2),
+        "pruning": M.create("pruning", n_fractions=3, n_orders=2),
     }
     df = evaluate(
         [bench],
@@ -82,6 +91,9 @@ def test_every_metric_scores_without_error(results):
     errors = results["error"].fillna("").astype(str)
     assert (errors == "").all(), errors[errors != ""].to_dict()
     assert all(math.isfinite(s) for s in results["score"])
+    # every score carries its 95 % bootstrap interval
+    assert (results["ci_low"] <= results["score"] + 1e-12).all()
+    assert (results["score"] <= results["ci_high"] + 1e-12).all()
 
 
 def test_informative_attributions_beat_random(results):

@@ -39,7 +39,7 @@ def test_randomization_random_band_and_constant_row():
     a[0] = 0.0
     with pytest.warns(UserWarning, match="constant"):
         res = metrics.create("model_randomization")(a, randomized_attributions=r)
-    assert torch.isnan(res.per_sample[0]) and res.extras["n_scored"] == 19
+    assert torch.isnan(res.per_sample[0]) and res.n_scored == 19
 
 
 def test_randomization_bad_input():

@@ -69,7 +69,7 @@ def test_random_band():
 def test_global_ranking_from_attributions():
     # rows normalised by their max |A|: [.5, 1, .25, 0] + [0, 1/3, 0, 1] -> s = [.5, 4/3, .25, 1]
     a = torch.tensor([[2.0, -4.0, 1.0, 0.0], [0.0, 1.0, 0.0, 3.0], [0.0, 0.0, 0.0, 0.0]])
-    m = metrics.create("mislabel_detection", ranking="global")
+    m = metrics.create("mislabel_detection_global")
     assert m.needs_attributions and m.requires == ("mislabeled_indices",)
     assert m(a, mislabeled_indices=torch.tensor([1, 3])).score == pytest.approx(1.0)
     # flipped {0, 2}: ranks 3 and 4 of 4 -> curve [0, 0, .5, 1], Σ = 1.5 = (n_c+1)/2 -> 0
@@ -88,9 +88,23 @@ def test_bad_input():
         score([0.0] * 5, torch.tensor([7]))
     with pytest.raises(ValueError, match="between 1"):
         score([0.0] * 5, torch.tensor([], dtype=torch.long))
-    with pytest.raises(ValueError, match="ranking"):
-        metrics.create("mislabel_detection", ranking="loss")
+    with pytest.raises(TypeError, match="ranking"):  # the two rankings are two metrics now
+        metrics.create("mislabel_detection", ranking="global")
     with pytest.raises(ValueError, match="different self_influence"):
         m = metrics.create("mislabel_detection")
         m.update(None, self_influence=torch.rand(5), mislabeled_indices=FLIPPED)
         m.update(None, self_influence=torch.rand(5), mislabeled_indices=FLIPPED)
+
+
+def test_bootstrap_statistic_resamples_training_points():
+    from dattr_eval.statistics import bootstrap
+
+    g = torch.Generator().manual_seed(3)
+    flipped = torch.randperm(300, generator=g)[:30]
+    si = torch.rand(300, generator=g)
+    si[flipped] += 0.5  # informative: flipped samples score higher
+    r = metrics.create("mislabel_detection")(None, self_influence=si, mislabeled_indices=flipped)
+    assert r.unit == "training point" and r.units.shape == (300, 2)
+    assert r.statistic(r.units) == pytest.approx(r.score)
+    ci = bootstrap(r.units, r.statistic, n_resamples=200, seed=0)
+    assert ci.ci_low < r.score < ci.ci_high and 0.5 < ci.ci_low

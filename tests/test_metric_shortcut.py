@@ -79,9 +79,9 @@ def test_domain_mismatch_by_hand():
 def test_no_selected_point_is_nan_with_warning():
     truth = {**TRUTH, "test_predictions": torch.zeros(4, dtype=torch.long)}
     for name in ("feature_shortcut", "domain_mismatch"):
-        with pytest.warns(UserWarning, match="no test point"):
+        with pytest.warns(UserWarning, match="no selected test point"):
             r = metrics.create(name)(A, **truth)
-        assert r.score != r.score and r.extras["n_scored"] == 0
+        assert r.score != r.score and r.n_scored == 0
 
 
 def test_bad_input():

@@ -16,6 +16,7 @@ from dattr_eval.benchmarks import REGISTRY as BENCHMARKS
 from dattr_eval.benchmarks import BenchmarkSpec
 from dattr_eval.cli import build_parser, main
 from dattr_eval.evaluation import Evaluator, evaluate, read_results
+from dattr_eval.evaluation.ray_executor import RayExecutor
 from dattr_eval.explainers.random_baseline import RandomExplainer
 from dattr_eval.parallel import current_backend
 from tests.test_evaluator import (
@@ -141,7 +142,7 @@ GRID_METRICS = {
     "top_k_cardinality": "top_k_cardinality",
     "sparsity": "sparsity",
     "mislabel": "mislabel_detection",
-    "mislabel_global": ("mislabel_detection", {"ranking": "global"}),
+    "mislabel_global": "mislabel_detection_global",
     "broken": Broken(),
 }
 
@@ -177,8 +178,7 @@ def test_ray_grid_equals_local_grid_with_and_without_parallel_batches(tmp_path):
                 benches,
                 explainers,
                 out_dir=tmp_path / f"ray-{parallel}",
-                backend="ray",
-                parallel_batches=parallel,
+                executor=RayExecutor(parallel_batches=parallel),
                 **kwargs,
             )
         assert any("cannot fit this" in str(w.message) for w in record)
@@ -201,9 +201,7 @@ def test_killed_workers_are_retried_and_a_cell_that_keeps_dying_is_an_error_row(
             [bench],
             explainers,
             out_dir=tmp_path / "out",
-            backend="ray",
-            max_retries=1,
-            parallel_batches=True,
+            executor=RayExecutor(max_retries=1, parallel_batches=True),
             batch_size=10,
             progress=False,
         )
@@ -222,7 +220,7 @@ def test_killed_workers_are_retried_and_a_cell_that_keeps_dying_is_an_error_row(
         assert rows.loc[label].status.tolist() == ["ok", "ok"]
         assert rows.loc[label].score.tolist() == reference.score.tolist()
     assert (rows.loc["dies_twice"].status == "error").all()
-    assert rows.loc[("dies_twice", "top1_class"), "error"].startswith("WorkerCrashedError")
+    assert rows.loc[("dies_twice", "top1_class"), "error"].startswith("worker: WorkerCrashedError")
     profile = df[df.kind == "profile"].set_index("explainer")
     assert (
         profile.loc["dies_twice", "status"] == "error"
@@ -235,9 +233,9 @@ def test_resume_skips_finished_cells_on_ray(tmp_path):
     log = tmp_path / "fits.log"
     explainers = {"logged": LoggedRandom(log=str(log))}
     evaluate(benches[:1], explainers, out_dir=tmp_path / "out", progress=False)  # finished locally
-    evaluate(benches, explainers, out_dir=tmp_path / "out", backend="ray", progress=False)
+    evaluate(benches, explainers, out_dir=tmp_path / "out", executor="ray", progress=False)
     assert _fits(log) == ["100 local", "90 local"]  # only the unfinished cell ran, on a Ray worker
-    evaluate(benches, explainers, out_dir=tmp_path / "out", backend="ray", progress=False)
+    evaluate(benches, explainers, out_dir=tmp_path / "out", executor="ray", progress=False)
     assert len(_fits(log)) == 2  # everything finished: no task submitted
     all_rows = read_results(tmp_path / "out", latest=False)
     assert len(all_rows) == len(read_results(tmp_path / "out")) == 4  # no row written twice
@@ -249,7 +247,7 @@ def test_cells_submitted_before_a_benchmark_fails_to_build_are_kept(tmp_path):
             [_bench("first"), BrokenSpec()],
             "random",
             out_dir=tmp_path,
-            backend="ray",
+            executor="ray",
             progress=False,
         )
     assert set(read_results(tmp_path).benchmark) == {"first"}
@@ -265,8 +263,7 @@ def test_shard_passes_run_each_cell_inside_the_ray_backend(tmp_path):
         [bench],
         explainers,
         out_dir=tmp_path / "ray",
-        backend="ray",
-        shard_passes=True,
+        executor=RayExecutor(shard_passes=True),
         progress=False,
     )
     assert _fits(log) == [f"{bench.n_train} local", f"{bench.n_train} ray"]
@@ -275,22 +272,18 @@ def test_shard_passes_run_each_cell_inside_the_ray_backend(tmp_path):
     assert got.score.tolist() == pytest.approx(expected.score.tolist(), abs=1e-6)
 
 
-def test_bad_backend_arguments():
+def test_bad_executor_arguments():
     bench = _bench()
-    with pytest.raises(ValueError, match="backend must be one of"):
-        Evaluator([bench], "random", backend="spark", progress=False)
-    with pytest.raises(ValueError, match="parallel_batches=True needs backend='ray'"):
-        Evaluator([bench], "random", parallel_batches=True, progress=False)
-    with pytest.raises(ValueError, match="shard_passes=True needs backend='ray'"):
-        Evaluator([bench], "random", shard_passes=True, progress=False)
+    with pytest.raises(ValueError, match="executor must be one of"):
+        Evaluator([bench], "random", executor="spark", progress=False)
+    with pytest.raises(TypeError, match="executor must be"):
+        Evaluator([bench], "random", executor=42, progress=False)
     with pytest.raises(ValueError, match="num_gpus=0"):
-        Evaluator(
-            [bench], "random", backend="ray", parallel_batches=True, num_gpus=1, progress=False
-        )
+        RayExecutor(parallel_batches=True, num_gpus=1)
     with pytest.raises(ValueError, match="num_cpus"):
-        Evaluator([bench], "random", backend="ray", num_cpus=0, progress=False)
+        RayExecutor(num_cpus=0)
     with pytest.raises(ValueError, match="needs num_gpus > 0"):
-        Evaluator([bench], "random", backend="ray", device="cuda", progress=False)
+        RayExecutor().check_device(torch.device("cuda"))
 
 
 def test_local_backend_does_not_import_ray(tmp_path):

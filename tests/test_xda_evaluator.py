@@ -14,7 +14,7 @@ from dattr_eval import explainers
 from dattr_eval.benchmarks import Benchmark
 from dattr_eval.evaluation import evaluate
 from dattr_eval.evaluation.report import report
-from dattr_eval.evaluation.xda_scores import XDASettings, xda_inputs
+from dattr_eval.evaluation.xda_scores import XDAHook, XDASettings, xda_inputs
 from dattr_eval.xda import score_xda
 from tests.test_xda import bias_free_cnn, train
 
@@ -41,7 +41,7 @@ def image_bench() -> Benchmark:
     )
 
 
-def _run(bench, tmp_path, xda):
+def _run(bench, tmp_path, settings):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # DualView stops at max_iter on purpose (cheap fit)
         return evaluate(
@@ -49,7 +49,7 @@ def _run(bench, tmp_path, xda):
             {"dualview": explainers.create("dualview", **DUALVIEW), "random": "random"},
             out_dir=tmp_path,
             progress=False,
-            xda=xda,
+            hooks=[XDAHook(settings)] if settings is not None else [],
         )
 
 
@@ -92,7 +92,7 @@ def test_xda_rows_equal_a_direct_score_xda_call(image_bench, tmp_path):
 
 
 def test_xda_off_by_default_and_skipped_for_flat_inputs(image_bench, tmp_path):
-    df = _run(image_bench, tmp_path / "off", False)
+    df = _run(image_bench, tmp_path / "off", None)
     assert not (df.kind == "xda").any()
     flat = Benchmark.from_datasets(
         "flat",
@@ -102,7 +102,7 @@ def test_xda_off_by_default_and_skipped_for_flat_inputs(image_bench, tmp_path):
         ),
         TensorDataset(image_bench.test_inputs.flatten(1), image_bench.truth.test_labels),
     )
-    df = _run(flat, tmp_path / "flat", True)
+    df = _run(flat, tmp_path / "flat", XDASettings())
     assert not (df.kind == "xda").any() and (df[df.kind == "metric"].status == "ok").all()
 
 
@@ -111,5 +111,5 @@ def test_bad_xda_settings():
         XDASettings(k=0)
     with pytest.raises(ValueError, match="xda sides"):
         XDASettings(sides=("pixels",))
-    with pytest.raises(TypeError, match="xda must be"):
-        XDASettings.resolve("yes")
+    with pytest.raises(ValueError, match="xda n_test"):
+        XDASettings(n_test=0)

@@ -14,7 +14,7 @@ trains (or loads the cached) model.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,6 +25,8 @@ from torch.utils.data import Dataset
 
 from dattr_eval.data.loading import dataset_labels, subset_inputs
 from dattr_eval.ground_truth import GroundTruth
+from dattr_eval.models.retraining import RecipeRetrainer, Retrainer
+from dattr_eval.models.training import TrainRecipe
 from dattr_eval.params import ParamsMixin
 from dattr_eval.validation import (
     check_choice,
@@ -50,11 +52,10 @@ class Benchmark:
         metrics: the metrics this benchmark scores (names, instances or ``(name, kwargs)``).
         checkpoints: checkpoints saved while training ``model`` (objects with ``path``,
             ``epoch``, ``lr``), handed to explainers that use them (TracIn).
-        retrain: ``train_indices (k,) int64 -> nn.Module`` trains a fresh model with the
-            benchmark's recipe on that training subset (fidelity metrics); ``None`` if unavailable.
-        lds_subsets: number ``m`` of random half-size training subsets retrained for LDS.
-        lds_fraction: the size of each LDS subset as a fraction of ``n_train``.
-        seed: seeds the LDS subsets and the randomised model.
+        retrain: how to retrain the model on a training subset (retraining metrics): a
+            ``models.Retrainer`` or a ``TrainRecipe`` of a built-in architecture (wrapped in a
+            ``RecipeRetrainer``); ``None`` if the benchmark cannot retrain.
+        seed: the benchmark's seed (perturbation, test subset, training); seeds the randomised model.
         summary: one line for listings; notes: caveats shown in reports (e.g. a test subset).
         cache_dir: where retraining results for this benchmark are cached (``None``: not cached).
     """
@@ -66,9 +67,7 @@ class Benchmark:
     truth: GroundTruth
     metrics: tuple[Any, ...] = ("identical_class",)
     checkpoints: Sequence[Any] = ()
-    retrain: Callable[[torch.Tensor], nn.Module] | None = None
-    lds_subsets: int = 20
-    lds_fraction: float = 0.5
+    retrain: Retrainer | TrainRecipe | None = None
     seed: int = 0
     summary: str = ""
     notes: str = ""
@@ -93,6 +92,13 @@ class Benchmark:
                 f"truth has {self.truth.n_train} training samples, train_dataset has {n_train}"
             )
         self.metrics = tuple(self.metrics)
+        if isinstance(self.retrain, TrainRecipe):
+            self.retrain = RecipeRetrainer(self.retrain)
+        elif self.retrain is not None and not isinstance(self.retrain, Retrainer):
+            raise TypeError(
+                "retrain must be a dattr_eval.models.Retrainer, a TrainRecipe or None, got "
+                f"{type(self.retrain).__name__}"
+            )
         if self.cache_dir is not None:
             self.cache_dir = Path(self.cache_dir)
 

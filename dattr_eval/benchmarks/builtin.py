@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
 from dattr_eval.benchmarks import register
 from dattr_eval.benchmarks.base import Benchmark, BenchmarkSpec
@@ -48,8 +48,10 @@ class Family:
         recipe: ``TrainRecipe`` fields of the benchmark model (epochs, learning rate, ...).
         retrain_recipe: fields that differ for the fidelity task's retrained models.
         n_test: test samples explained per benchmark.
-        lds_subsets: models retrained for LDS (fidelity task).
+        lds_subsets: random subsets of the fidelity task's LDS (each retrained with 3 seeds).
         needs_data_dir: the files come from ``data_dir`` (not bundled).
+        default_dir: the loader's default directory is used when no ``data_dir`` is given
+            (Fashion-MNIST: Debian's ``dataset-fashion-mnist`` location).
     """
 
     prefix: str
@@ -62,17 +64,27 @@ class Family:
     n_test: int
     lds_subsets: int
     needs_data_dir: bool = False
+    default_dir: bool = False
 
     def load(self, data_dir: str | Path | None):
-        """The ``DatasetSplit(train, test)`` of this dataset."""
+        """The ``DatasetSplit(train, test)`` of this dataset.
+
+        Raises:
+            ValueError: the dataset needs ``data_dir`` and none was given.
+            FileNotFoundError: a data file is missing (the message says how to get it).
+        """
         from dattr_eval import data
 
-        if self.needs_data_dir and data_dir is None:
-            raise ValueError(
-                f"the {self.prefix}-* benchmarks read their files from data_dir (CLI: --data-dir); none given"
-            )
         loader = getattr(data, self.loader)
-        return loader(data_dir) if self.needs_data_dir else loader()
+        if not self.needs_data_dir:
+            return loader()
+        if data_dir is not None:
+            return loader(data_dir)
+        if self.default_dir:
+            return loader()
+        raise ValueError(
+            f"the {self.prefix}-* benchmarks read their files from data_dir (CLI: --data-dir); none given"
+        )
 
 
 FAMILIES: tuple[Family, ...] = (
@@ -109,6 +121,7 @@ FAMILIES: tuple[Family, ...] = (
         n_test=1000,
         lds_subsets=20,
         needs_data_dir=True,
+        default_dir=True,
     ),
     Family(
         "cifar10",
@@ -148,13 +161,24 @@ class FamilyBenchmark(BenchmarkSpec):
         """``(train, test, ground truth, test-level ground truth over all of test)`` after this task's perturbation."""
         return train, test, {}, {}
 
+    @classmethod
+    def metrics_for(cls, family: Family) -> tuple[Any, ...]:
+        """The metrics (names or ``(name, kwargs)``) this task scores on ``family``."""
+        return cls.metrics
+
     def retrainable(self) -> bool:
         """Whether the benchmark needs the retraining recipe (fidelity)."""
         return False
 
+    def check_data(self, data_dir: str | Path | None = None) -> None:
+        """Raise now (not after other benchmarks ran) when this benchmark's data files are missing."""
+        if self.family.needs_data_dir:
+            self.family.load(data_dir)
+
     # -------------------------------------------------------------- build
     def build(self, *, cache_dir=None, data_dir=None, device=None) -> Benchmark:
-        from dattr_eval.models import ModelCache, TrainRecipe, train_model
+        from dattr_eval.models import ModelCache, RecipeRetrainer, TrainRecipe
+        from dattr_eval.models.cache import default_cache_dir
 
         split = self.family.load(data_dir)
         train, test, truth, test_truth = self.perturb(split.train, split.test)
@@ -166,18 +190,12 @@ class FamilyBenchmark(BenchmarkSpec):
             seed=self.seed,
             **dict(self.family.recipe),
         )
-        cache_root = Path(cache_dir) if cache_dir is not None else _default_cache()
+        cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         trained = ModelCache(cache_root / "models").get_or_train(recipe, train, tag=self.label)
         model = trained.model.to(device) if device is not None else trained.model
         retrain = None
         if self.retrainable():
-            retrain_recipe = replace(recipe, **dict(self.family.retrain_recipe))
-
-            def retrain(indices: torch.Tensor) -> torch.nn.Module:
-                subset = Subset(train, [int(i) for i in indices])
-                fitted = train_model(retrain_recipe, subset, None).model
-                return fitted.to(device) if device is not None else fitted
-
+            retrain = RecipeRetrainer(replace(recipe, **dict(self.family.retrain_recipe)))
         n_test = self.n_test or self.family.n_test
         return Benchmark.from_datasets(
             self.label,
@@ -191,17 +209,10 @@ class FamilyBenchmark(BenchmarkSpec):
             test_truth=test_truth,
             checkpoints=trained.checkpoints,
             retrain=retrain,
-            lds_subsets=self.family.lds_subsets,
             summary=self.summary,
             cache_dir=cache_root / "benchmarks",
             notes=f"explains a seeded random subset of {min(n_test, len(test))} of {len(test)} test samples",
         )
-
-
-def _default_cache() -> Path:
-    from dattr_eval.evaluation.auxiliary import default_cache_dir
-
-    return default_cache_dir()
 
 
 class ClassTask(FamilyBenchmark):
@@ -278,7 +289,11 @@ class ShortcutTask(FamilyBenchmark):
 class FidelityTask(FamilyBenchmark):
     task = "fidelity"
     description = "clean model, retrained models for LDS, coreset and pruning"
-    metrics = ("fidelity", ("coreset_selection", {"n_steps": 4}), ("data_pruning", {"n_steps": 4}))
+    metrics = ("lds", "coreset_selection", "data_pruning")
+
+    @classmethod
+    def metrics_for(cls, family: Family) -> tuple[Any, ...]:
+        return (("lds", {"n_subsets": family.lds_subsets}), "coreset_selection", "data_pruning")
 
     def retrainable(self) -> bool:
         return True
@@ -297,13 +312,15 @@ def _register_all() -> None:
     for family in FAMILIES:
         for task in TASKS:
             name = f"{family.prefix}-{task.task}"
-            metric_names = ", ".join(m if isinstance(m, str) else m[0] for m in task.metrics)
+            metrics = task.metrics_for(family)
+            metric_names = ", ".join(m if isinstance(m, str) else m[0] for m in metrics)
             summary = f"{family.title}; {task.description}; {metric_names}; explains {family.n_test} test samples"
             cls = type(
                 f"{family.prefix.capitalize()}{task.__name__}",
                 (task,),
                 {
                     "family": family,
+                    "metrics": metrics,
                     "summary": summary,
                     "__module__": __name__,
                     "__doc__": f"{name}: {summary}.\n\n{task.__doc__ or ''}",

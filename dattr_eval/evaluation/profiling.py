@@ -19,7 +19,9 @@ import os
 import platform
 import threading
 import time
+from dataclasses import dataclass
 from types import TracebackType
+from typing import Self
 
 import torch
 
@@ -70,6 +72,15 @@ def device_name(device: torch.device | str | None) -> str:
     return f"{cpu} ({torch.get_num_threads()} torch threads)"
 
 
+@dataclass(frozen=True)
+class MemoryProfile:
+    """Memory figures of a finished measurement, in MiB (``nan`` when unavailable); picklable."""
+
+    peak_rss_mb: float = float("nan")
+    rss_increase_mb: float = float("nan")
+    cuda_peak_mb: float = float("nan")
+
+
 class MemorySampler:
     """Context manager tracking the peak process RSS (and the CUDA allocator peak) while open.
 
@@ -91,13 +102,17 @@ class MemorySampler:
     def _cuda(self) -> bool:
         return self.device.type == "cuda" and torch.cuda.is_available()
 
+    def profile(self) -> MemoryProfile:
+        """The figures measured (call after the ``with`` block)."""
+        return MemoryProfile(self.peak_rss_mb, self.rss_increase_mb, self.cuda_peak_mb)
+
     def _sample(self) -> None:
         while not self._stop.wait(self.interval_s):
             rss = current_rss_bytes()
             if rss is not None and rss > self._peak:
                 self._peak = rss
 
-    def __enter__(self) -> MemorySampler:
+    def __enter__(self) -> Self:
         start = current_rss_bytes()
         if start is not None:
             self._peak = start
@@ -147,7 +162,7 @@ class PhaseTimer:
         self._phase = phase
         return self
 
-    def __enter__(self) -> PhaseTimer:
+    def __enter__(self) -> Self:
         synchronize(self.device)
         self._start = time.perf_counter()
         return self

@@ -1,6 +1,6 @@
 """The evaluator's optional XDA benchmark: Quantus scores of DualView's pair heatmaps.
 
-With ``Evaluator(..., xda=True)`` (CLI ``dattr-eval run --xda``) every cell whose explainer is a
+With ``Evaluator(..., hooks=[XDAHook()])`` (CLI ``dattr-eval run --xda``) every cell whose explainer is a
 feature-kernel explainer (DualView's ``dual_coef_`` or representer points' ``alpha_``, fitted on
 raw features) on an image benchmark also scores the LRP heatmaps of the first ``n_test`` test
 points paired with their top-``k`` proponents (:func:`dattr_eval.xda.score_xda`). Each
@@ -56,21 +56,6 @@ class XDASettings:
         check_positive(self.k, "xda k", integer=True)
         for side in self.sides:
             check_choice(side, "xda sides", ("test", "train", "decision"))
-
-    @classmethod
-    def resolve(cls, xda: bool | XDASettings | dict[str, Any] | None) -> XDASettings | None:
-        """``False``/``None`` -> ``None`` (off); ``True`` -> defaults; a dict -> those settings."""
-        if xda is None or xda is False:
-            return None
-        if xda is True:
-            return cls()
-        if isinstance(xda, cls):
-            return xda
-        if isinstance(xda, dict):
-            return cls(**xda)
-        raise TypeError(
-            f"xda must be a bool, an XDASettings or a dict of its fields, got {type(xda).__name__}"
-        )
 
 
 def supports_xda(explainer: Explainer, bench: Benchmark) -> bool:
@@ -139,3 +124,20 @@ def xda_inputs(bench: Benchmark, settings: XDASettings) -> tuple[torch.Tensor, t
     """The test inputs ``(n, C, H, W)`` and targets ``(n,)`` the XDA benchmark explains."""
     n = min(settings.n_test, bench.n_test)
     return bench.test_inputs[:n], bench.truth.test_targets[:n]
+
+
+@dataclass(frozen=True)
+class XDAHook:
+    """The evaluator hook that adds the XDA rows of a cell (none for unsupported explainers).
+
+    Args:
+        settings: what to score (:class:`XDASettings`).
+    """
+
+    settings: XDASettings = field(default_factory=XDASettings)
+    name: str = XDA_KIND
+
+    def __call__(self, explainer: Explainer, bench: Benchmark) -> list[dict[str, Any]]:
+        if not supports_xda(explainer, bench):
+            return []
+        return xda_rows(explainer, bench, self.settings)

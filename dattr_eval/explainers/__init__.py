@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dattr_eval.explainers.base import Explainer, NotFittedError
+from dattr_eval.explainers.base import Explainer, NotApplicableError, NotFittedError
 from dattr_eval.registry import Registry
 
 REGISTRY: Registry[Explainer] = Registry("explainer")
@@ -22,7 +22,16 @@ def create(name: str, **kwargs: Any) -> Explainer:
     return REGISTRY.create(name, **kwargs)
 
 
-__all__ = ["REGISTRY", "Explainer", "NotFittedError", "create", "get", "names", "register"]
+__all__ = [
+    "REGISTRY",
+    "Explainer",
+    "NotApplicableError",
+    "NotFittedError",
+    "create",
+    "get",
+    "names",
+    "register",
+]
 
 # Built-in explainers register on import (kept last: they import ``register`` from here).
 from dattr_eval.discovery import import_submodules

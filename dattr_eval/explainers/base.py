@@ -59,6 +59,12 @@ class NotFittedError(RuntimeError):
     """Raised when ``explain`` or ``self_influence`` is called before ``fit``."""
 
 
+class NotApplicableError(NotImplementedError):
+    """Raised by an explainer for a query it has no honest answer to (e.g. per-test attributions
+    of the ``loss`` baseline, which only ranks training samples); the evaluator marks the metrics
+    that needed it "not applicable" instead of failing."""
+
+
 class ColumnScorer(NamedTuple):
     """Attributions of one test batch ``(b, ...)``, computed a slice of training columns at a time.
 

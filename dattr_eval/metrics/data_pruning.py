@@ -1,4 +1,4 @@
-"""Data pruning: retrain on the training samples the attributions rank lowest."""
+"""Data pruning: retrain on the training samples the attributions rank lowest, against random picks."""
 
 from __future__ import annotations
 
@@ -8,20 +8,21 @@ from dattr_eval.metrics.coreset_selection import CoresetSelection
 
 @register("data_pruning", aliases=("pruning",))
 class DataPruning(CoresetSelection):
-    """Mean test loss of models retrained on the *bottom*-ranked ``j/n_steps`` of the training set.
+    """Test loss of models retrained on the *bottom*-ranked training samples, relative to random subsets.
 
-    As ``coreset_selection`` (global ranking ``Σ_x |A_i(x)|``, ``retrain_fn``, loss
-    ``−mean log p(target)``), but each model is trained on the ``round(j·N/n_steps)`` lowest-ranked
-    samples (the DualView code's ``neg_cum`` mode). Orientation: higher is better — if the
-    attributions rank the useful samples on top, the samples left at the bottom teach the model
-    little and its loss is high. (The paper's code does not state it; this follows from the
-    definition.) The last step (``j = n_steps``) trains on all samples in both metrics.
+    As ``coreset_selection`` (global ranking ``Σ_x |A_i(x)|``, tie orders, class-stratified subsets,
+    the same random baseline, curve area over the fractions), but each model is trained on the
+    lowest-ranked samples (the DualView code's ``neg_cum`` mode). Orientation: higher is better — if
+    the attributions rank the useful samples on top, the samples left at the bottom teach the model
+    less than random ones and its loss is higher than the baseline's. Unit: test point.
 
     Args:
-        n_steps: number of subset sizes (the paper's 10).
+        n_fractions: points of the curve.
+        n_orders: tie-breaking orders and random baseline subsets per fraction.
         aggregate: ``"abs"`` or ``"signed"`` attribution sum for the global ranking.
+        seed: seeds the tie orders, the random subsets and the retrained models.
     """
 
-    summary = "mean test loss of models retrained on the bottom-ranked j/10 of the training data (higher = better)"
+    summary = "test loss of models retrained on the bottom-ranked samples minus random subsets (higher = better)"
     higher_is_better = True
     keep = "bottom"

@@ -21,7 +21,7 @@ class IdenticalClass(Metric):
     label, as the benchmark chose): ``(1/k) Σ_{i ∈ top-k(A(x))} 1[train_labels[i] = t(x)]``; score =
     mean over test points, in ``[0, 1]``. ``top_k=1`` is Hanawa et al.'s identical-class test; the
     DualView v2/v3 paper and quanda's default use ``top_k=5``. Ties in the attributions go to the
-    lower training index (``contract.topk``).
+    lower training index (``contract.topk``). Unit: test point.
 
     Args:
         top_k: number of training samples inspected per test point.
@@ -38,7 +38,6 @@ class IdenticalClass(Metric):
 
     def __init__(self, top_k: int = 1) -> None:
         self.top_k = check_positive(top_k, "top_k", integer=True)
-        self.top_k_needed = top_k
         super().__init__()
 
     def score_batch(self, attributions: torch.Tensor | TopK, truth: GroundTruth) -> torch.Tensor:

@@ -7,9 +7,9 @@ import torch
 from dattr_eval.contract import check_attributions
 from dattr_eval.ground_truth import GroundTruth
 from dattr_eval.metrics import register
-from dattr_eval.metrics._common import finite_mean_result
-from dattr_eval.metrics._ranking import spearman_rows
+from dattr_eval.metrics._common import warn_undefined
 from dattr_eval.metrics.base import Metric, MetricResult
+from dattr_eval.ranking import spearman_rows
 
 
 @register("model_randomization")
@@ -18,9 +18,11 @@ class ModelRandomization(Metric):
 
     Per test point: Spearman rank correlation (ties share their mean rank) over the ``n_train``
     entries of ``A(x)`` and ``randomized_attributions(x)`` — the same explainer fitted on a copy of
-    the model with re-initialised weights, produced by the evaluator. Score = mean; lower is better
-    (a method that ignores the model keeps ~1). A constant row has no rank correlation: it is left
-    out with a warning (NaN in ``per_sample``).
+    the model with re-initialised weights, provided by the evaluator. Score = mean; lower is better
+    (a method that ignores the model keeps ~1). A sanity check: it passes below
+    ``sanity_threshold``; it does not rank quality (a random explainer fails it by construction,
+    noise scores near 0 pass). A constant row has no rank correlation: it is left out with a
+    warning (NaN unit). Unit: test point.
     """
 
     summary = "Spearman correlation with a randomised model's attributions (lower is better)"
@@ -28,6 +30,8 @@ class ModelRandomization(Metric):
     category = "sanity"
     higher_is_better = False
     requires = ("randomized_attributions",)
+    #: passes when the attributions keep less than half their rank order under randomisation
+    sanity_threshold = 0.5
 
     def __init__(self) -> None:
         super().__init__()
@@ -41,8 +45,6 @@ class ModelRandomization(Metric):
         )
 
     def compute(self) -> MetricResult:
-        if not self._per_sample:
-            raise RuntimeError(f"metric {self.name!r}: compute() called before any update()")
-        return finite_mean_result(
-            self, torch.cat(self._per_sample).double(), "constant attribution row"
-        )
+        result = super().compute()
+        warn_undefined(self, result.units, "constant attribution row")
+        return result

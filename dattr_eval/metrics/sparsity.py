@@ -24,6 +24,7 @@ class Sparsity(Metric):
 
     An all-zero row counts as fully sparse (both 1). Score = mean over test points of the measure
     chosen by ``measure``; ``extras`` holds both means. Higher = sparser; no ground truth needed.
+    A property of the method, not a quality ranking. Unit: test point.
 
     Args:
         measure: ``"hoyer"`` or ``"near_zero"``, the one reported as ``score``.
@@ -42,15 +43,7 @@ class Sparsity(Metric):
         self.measure = check_choice(measure, "measure", ("hoyer", "near_zero"))
         self.eps = check_fraction(eps, "eps")
         super().__init__()
-
-    def reset(self) -> None:
-        super().reset()
-        self._near_zero: list[torch.Tensor] = []
-
-    def merge(self, other: Sparsity) -> Sparsity:
-        super().merge(other)
-        self._near_zero.extend(other._near_zero)
-        return self
+        self.add_state("other", default=[], reduce="cat")
 
     def _update(self, attributions: torch.Tensor, truth: GroundTruth) -> None:
         n = attributions.shape[1]
@@ -61,19 +54,16 @@ class Sparsity(Metric):
         mag = attributions.detach().abs().double()
         l1, l2, top = mag.sum(1), mag.norm(dim=1), mag.max(1).values
         zero = top == 0
-        hoyer = (math.sqrt(n) - l1 / torch.where(zero, 1.0, l2)) / (math.sqrt(n) - 1)
-        near = (mag < self.eps * top[:, None]).double().mean(1)
-        self._per_sample.append(torch.where(zero, 1.0, hoyer).cpu())
-        self._near_zero.append(torch.where(zero, 1.0, near).cpu())
+        hoyer = torch.where(
+            zero, 1.0, (math.sqrt(n) - l1 / torch.where(zero, 1.0, l2)) / (math.sqrt(n) - 1)
+        )
+        near = torch.where(zero, 1.0, (mag < self.eps * top[:, None]).double().mean(1))
+        chosen, other = (hoyer, near) if self.measure == "hoyer" else (near, hoyer)
+        self.per_unit.append(chosen.cpu())
+        self.other.append(other.cpu())
 
     def compute(self) -> MetricResult:
-        if not self._per_sample:
-            raise RuntimeError(f"metric {self.name!r}: compute() called before any update()")
-        hoyer, near = torch.cat(self._per_sample), torch.cat(self._near_zero)
-        per_sample = hoyer if self.measure == "hoyer" else near
-        return self._result(
-            float(per_sample.mean()),
-            per_sample=per_sample,
-            hoyer=float(hoyer.mean()),
-            near_zero=float(near.mean()),
-        )
+        self.check_updated()
+        chosen, other = self.concatenated("per_unit"), self.concatenated("other")
+        hoyer, near = (chosen, other) if self.measure == "hoyer" else (other, chosen)
+        return self.result(chosen, hoyer=float(hoyer.mean()), near_zero=float(near.mean()))

@@ -9,6 +9,7 @@ from dattr_eval.models.architectures import (
     build_model,
 )
 from dattr_eval.models.cache import ModelCache, data_fingerprint, load_checkpoint
+from dattr_eval.models.retraining import RecipeRetrainer, Retrainer, target_log_probs
 from dattr_eval.models.training import Checkpoint, TrainedModel, TrainRecipe, accuracy, train_model
 
 __all__ = [
@@ -19,11 +20,14 @@ __all__ = [
     "DigitsCNN",
     "DigitsMLP",
     "ModelCache",
+    "RecipeRetrainer",
+    "Retrainer",
     "TrainRecipe",
     "TrainedModel",
     "accuracy",
     "build_model",
     "data_fingerprint",
     "load_checkpoint",
+    "target_log_probs",
     "train_model",
 ]
