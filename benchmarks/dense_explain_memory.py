@@ -2,7 +2,7 @@
 
 Run from the repository root (by hand; about a minute)::
 
-    /work/main/.venv/bin/python benchmarks/dense_explain_memory.py [--n-test 1000 --n-train 100000]
+    python benchmarks/dense_explain_memory.py [--n-test 1000 --n-train 100000]
 
 Setup: a tiny MLP ``Linear(32, 64) - ReLU - Linear(64, 10)`` and ``n_train`` random training
 inputs; each explainer is fitted, then ``explain`` of ``n_test`` random test inputs is measured in

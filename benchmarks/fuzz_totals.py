@@ -2,7 +2,7 @@
 
 Run from the repository root (by hand; minutes)::
 
-    /work/main/.venv/bin/python benchmarks/fuzz_totals.py [--examples 1000]
+    python benchmarks/fuzz_totals.py [--examples 1000]
 
 Runs each target of ``tests/fuzz`` (the contract, validation helpers, explainer base and data
 layers) under the ``deep`` hypothesis profile (fresh random examples, ``--examples`` per direction,
