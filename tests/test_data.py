@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_digits as sk_load_digits
+from torch.utils.data import TensorDataset
 
 from dattr_eval import data
 from dattr_eval.data import ArrayDataset
+from dattr_eval.data.loading import CastInputs, dataset_labels, subset_inputs
 
 
 def test_load_digits_split():
@@ -193,3 +195,127 @@ def test_group_labels(toy):
         data.group_labels(toy, [(0, 1), (2,)])
     with pytest.raises(ValueError, match="groups must be disjoint"):
         data.group_labels(toy, [(0, 1), (1, 2, 3)])
+    with pytest.raises(TypeError, match="groups must be a sequence"):
+        data.group_labels(toy, 4)
+    with pytest.raises(TypeError, match=r"groups\[1\] must be a sequence"):
+        data.group_labels(toy, [(0, 1), 2])
+    with pytest.raises(TypeError, match=r"groups\[0\] class must be an int"):
+        data.group_labels(toy, [("a", 1), (2, 3)])
+
+
+# ------------------------------------------------------------------ strict inputs (reliability)
+def test_array_dataset_rejects_negative_labels_and_non_numeric_inputs():
+    with pytest.raises(ValueError, match="targets must be non-negative class indices"):
+        ArrayDataset(np.zeros((2, 3)), np.array([0, -1]))
+    with pytest.raises(TypeError, match="inputs must be numeric"):
+        ArrayDataset(np.array([["a"], ["b"]]), np.array([0, 1]))
+    with pytest.raises(TypeError, match="targets must be integer"):
+        ArrayDataset(np.zeros((2, 3)), np.array([True, False]))
+
+
+def test_dataset_labels_refuses_float_labels():
+    x = torch.zeros(3, 2)
+    with pytest.raises(TypeError, match="train_dataset labels must be integer class indices"):
+        dataset_labels(TensorDataset(x, torch.tensor([0.9, 1.9, 2.9])), "train_dataset")
+
+    class Items(torch.utils.data.Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return torch.zeros(2), 1.5
+
+    with pytest.raises(TypeError, match=r"train_dataset\[0\]: the label must be an integer"):
+        dataset_labels(Items(), "train_dataset")
+    with pytest.raises(ValueError, match="labels must be 1-D"):
+        dataset_labels(TensorDataset(x, torch.zeros(3, 1, dtype=torch.long)), "train_dataset")
+    assert dataset_labels(TensorDataset(x, torch.tensor([2, 0, 1])), "d").tolist() == [2, 0, 1]
+
+
+def test_subset_inputs_names_out_of_range_indices(toy):
+    with pytest.raises(ValueError, match="indices must be in \\[0, 40\\)"):
+        subset_inputs(toy, [0, 40])
+    with pytest.raises(ValueError, match="indices must be in \\[0, 40\\)"):
+        subset_inputs(toy, [-1])
+
+
+def test_cast_inputs_dataset():
+    base = TensorDataset(torch.zeros(3, 2, dtype=torch.float64), torch.tensor([0, 1, 2]))
+    cast = CastInputs(base, torch.float32)
+    x, y = cast[1]
+    assert x.dtype == torch.float32 and int(y) == 1 and len(cast) == 3
+
+
+def test_read_idx_gz_that_is_not_gzip(tmp_path):
+    write_idx(tmp_path / "a", np.zeros((2, 2), np.uint8), 0x08, False)
+    (tmp_path / "a.gz").write_bytes((tmp_path / "a").read_bytes())
+    with pytest.raises(ValueError, match="a.gz.*not a valid gzip file"):
+        data.read_idx(tmp_path / "a.gz")
+    with gzip.open(tmp_path / "b.gz", "wb") as f:
+        f.write(b"\x00\x00\x08\x01" + struct.pack(">I", 100) + b"\x00" * 100)
+    (tmp_path / "b.gz").write_bytes((tmp_path / "b.gz").read_bytes()[:-12])  # truncated stream
+    with pytest.raises(ValueError, match="b.gz"):
+        data.read_idx(tmp_path / "b.gz")
+
+
+def test_read_idx_absurd_dimensions_fail_fast(tmp_path):
+    header = b"\x00\x00\x0e\x03" + struct.pack(">3I", 2**31, 2**31, 2**31)
+    (tmp_path / "huge").write_bytes(header + b"\x00" * 16)
+    with pytest.raises(ValueError, match="header says shape"):
+        data.read_idx(tmp_path / "huge")
+    (tmp_path / "dims").write_bytes(b"\x00\x00\x08\xff" + b"\x00" * 8)  # 255 dims, 2 present
+    with pytest.raises(ValueError, match="255 dimensions"):
+        data.read_idx(tmp_path / "dims")
+
+
+def test_mnist_dir_checks_image_and_label_files(tmp_path):
+    make_mnist_dir(tmp_path, compress=False)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(5, np.uint8), 0x08, False)
+    with pytest.raises(ValueError, match="has 6 images but .*train-labels.* has 5 labels"):
+        data.load_mnist(tmp_path)
+
+
+def write_cifar_dict(path, batch):
+    with open(path, "wb") as f:
+        pickle.dump(batch, f, protocol=2)
+
+
+def test_cifar_batch_checks_labels_and_pixels(tmp_path):
+    good = np.zeros((2, 3072), dtype=np.int64)
+    write_cifar_dict(tmp_path / "count", {b"data": good, b"labels": [1, 2, 3]})
+    with pytest.raises(ValueError, match="count.*2 images but 3 labels"):
+        data.read_cifar_batch(tmp_path / "count")
+    write_cifar_dict(tmp_path / "range", {b"data": good, b"labels": [1, 10]})
+    with pytest.raises(ValueError, match="range.*labels must be in \\[0, 9\\]"):
+        data.read_cifar_batch(tmp_path / "range")
+    big = good.copy()
+    big[0, 0] = 300
+    write_cifar_dict(tmp_path / "pixels", {b"data": big, b"labels": [1, 2]})
+    with pytest.raises(ValueError, match="pixels.*pixel values must be in \\[0, 255\\]"):
+        data.read_cifar_batch(tmp_path / "pixels")
+    write_cifar_dict(tmp_path / "size", {b"data": np.zeros((2, 100), np.uint8), b"labels": [1, 2]})
+    with pytest.raises(ValueError, match="size.*3072"):
+        data.read_cifar_batch(tmp_path / "size")
+    write_cifar_dict(tmp_path / "floats", {b"data": good, b"labels": [1.5, 2.0]})
+    with pytest.raises(ValueError, match="floats.*labels must be integers"):
+        data.read_cifar_batch(tmp_path / "floats")
+
+
+def test_cifar_empty_or_corrupt_file_is_named(tmp_path):
+    (tmp_path / "data_batch_1").write_bytes(b"")
+    with pytest.raises(ValueError, match="data_batch_1.*empty"):
+        data.read_cifar_batch(tmp_path / "data_batch_1")
+    (tmp_path / "junk").write_bytes(b"\x80\x02}q\x00(X")
+    with pytest.raises(ValueError, match="junk.*not a readable CIFAR-10 batch"):
+        data.read_cifar_batch(tmp_path / "junk")
+
+
+def test_perturbations_validate_numbers(toy):
+    with pytest.raises(TypeError, match="seed must be an int"):
+        data.flip_labels(toy, 0.25, seed=2.5)
+    with pytest.raises(TypeError, match="n_classes must be an int"):
+        data.flip_labels(toy, 0.25, n_classes=4.5)
+    with pytest.raises(TypeError, match="target_class must be an int"):
+        data.add_shortcut(toy, 2.5, 0.5)
+    with pytest.raises(TypeError, match="seed must be an int"):
+        data.stratified_split(np.zeros((8, 1)), np.arange(8) % 2, 0.5, seed=None)

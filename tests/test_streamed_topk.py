@@ -10,6 +10,7 @@ from torch.utils.data import TensorDataset
 from dattr_eval import explainers
 from dattr_eval.contract import TopK, fast_topk, select_topk, topk
 from dattr_eval.explainers.base import ColumnScorer, Explainer
+from dattr_eval.testing import assert_topk_matches
 from tests._digits_models import digits_split, single_thread, small_mlp  # noqa: F401
 
 N_TEST = 9
@@ -144,27 +145,6 @@ EXPLAINERS = [
 ]
 
 
-def assert_topk_of(got: TopK, dense: torch.Tensor, k: int) -> None:
-    """``got == topk(dense, k)`` up to float rounding.
-
-    A matrix product rounds a column differently depending on the other columns computed with
-    it (vector lanes), so duplicated training samples tie exactly in one layout and differ in the
-    last bit in another. Indices must match ``topk`` wherever the sorted dense values have no
-    neighbour within rounding; at near-ties they must point at a value within rounding.
-    """
-    full = topk(dense, dense.shape[1])
-    tol = 1e-6 * float(dense.abs().max()) + 1e-7
-    gaps = full.values[:, :-1] - full.values[:, 1:]  # >= 0
-    near = torch.zeros_like(full.indices, dtype=torch.bool)
-    near[:, :-1] |= gaps <= tol
-    near[:, 1:] |= gaps <= tol
-    assert got.values.shape == got.indices.shape == (dense.shape[0], k)
-    assert bool(((got.indices == full.indices[:, :k]) | near[:, :k]).all())
-    torch.testing.assert_close(got.values, full.values[:, :k], rtol=0, atol=tol)
-    torch.testing.assert_close(dense.gather(1, got.indices), got.values, rtol=0, atol=tol)
-    assert all(len(set(row)) == k for row in got.indices.tolist())
-
-
 @pytest.mark.parametrize("name, params", EXPLAINERS, ids=lambda v: v if isinstance(v, str) else "")
 def test_explain_topk_equals_topk_of_explain(setup, name, params):
     model, train, x_test = setup
@@ -174,7 +154,9 @@ def test_explain_topk_equals_topk_of_explain(setup, name, params):
         dense = xpl.explain(x_test, tgt)
         for chunk_size in CHUNKS:
             for k in (1, 5, len(train)):
-                assert_topk_of(xpl.explain_topk(x_test, k, tgt, chunk_size=chunk_size), dense, k)
+                assert_topk_matches(
+                    xpl.explain_topk(x_test, k, tgt, chunk_size=chunk_size), dense, k
+                )
 
 
 def test_explain_topk_validates_k_and_handles_empty_input(setup):

@@ -13,7 +13,13 @@ from torch.utils.data import Dataset
 
 from dattr_eval.data.datasets import ArrayDataset
 from dattr_eval.data.loading import stack_dataset
-from dattr_eval.validation import check_dataset, check_fraction, check_tensor
+from dattr_eval.validation import (
+    check_dataset,
+    check_fraction,
+    check_int,
+    check_seed,
+    check_tensor,
+)
 
 
 def _pick(candidates: np.ndarray, fraction: float, seed: int) -> torch.Tensor:
@@ -39,8 +45,9 @@ def flip_labels(
     """
     check_dataset(dataset, "dataset")
     check_fraction(fraction, "fraction")
+    seed = check_int(seed, "seed", min_value=0, max_value=2**63 - 2)  # seed + 1 seeds the shifts
     x, y = stack_dataset(dataset)
-    n_classes = int(y.max()) + 1 if n_classes is None else n_classes
+    n_classes = int(y.max()) + 1 if n_classes is None else check_int(n_classes, "n_classes")
     if n_classes < 2 or n_classes <= int(y.max()):
         raise ValueError(
             f"n_classes must be >= 2 and exceed every label (max {int(y.max())}), got {n_classes}"
@@ -98,8 +105,10 @@ def add_shortcut(
     """
     check_dataset(dataset, "dataset")
     check_fraction(fraction, "fraction")
+    target_class = check_int(target_class, "target_class")
+    seed = check_seed(seed)
     x, y = stack_dataset(dataset)
-    members = torch.nonzero(y == int(target_class)).flatten().numpy()
+    members = torch.nonzero(y == target_class).flatten().numpy()
     if members.size == 0:
         raise ValueError(f"target_class {target_class} has no samples in dataset")
     marked = _pick(members, fraction, seed)
@@ -121,14 +130,19 @@ def group_labels(
     """
     check_dataset(dataset, "dataset")
     x, y = stack_dataset(dataset)
+    if isinstance(groups, (str, bytes)) or not isinstance(groups, Sequence):
+        raise TypeError(f"groups must be a sequence of class groups, got {groups!r}")
     mapping: dict[int, int] = {}
     for g, classes in enumerate(groups):
+        if isinstance(classes, (str, bytes)) or not isinstance(classes, Sequence):
+            raise TypeError(f"groups[{g}] must be a sequence of class indices, got {classes!r}")
         for c in classes:
-            if int(c) in mapping:
+            c = check_int(c, f"groups[{g}] class")
+            if c in mapping:
                 raise ValueError(
-                    f"groups must be disjoint; class {c} is in groups {mapping[int(c)]} and {g}"
+                    f"groups must be disjoint; class {c} is in groups {mapping[c]} and {g}"
                 )
-            mapping[int(c)] = g
+            mapping[c] = g
     missing = sorted(set(y.unique().tolist()) - set(mapping))
     if missing:
         raise ValueError(f"groups must cover every label; classes {missing} are in no group")
