@@ -1,10 +1,14 @@
-"""Conformance checks for explainers (like scikit-learn's ``check_estimator``).
+"""Conformance checks for explainers and metrics (like scikit-learn's ``check_estimator``).
 
 ``check_explainer(MyExplainer)`` fits the explainer on a tiny seeded problem (or the model and
 training set you give) and checks what every explainer must do: the attribution contract with
 ``n_test != n_train`` (a transposed result cannot pass), seeded determinism, ``explain_topk ==
 topk(explain)``, ``self_influence``, the hyperparameter API (``get_params`` / ``set_params`` /
 ``clone``), clear errors on bad input, and that the caller's model is left as it was.
+``check_metric(MyMetric)`` scores a tiny seeded ground truth (:func:`tiny_truth`) and checks the
+metric protocol: true class-level metadata, the hyperparameter API, seeded determinism,
+``score == statistic(units)``, exact ``merge`` of batch states folded in test order, ``TopK`` input
+where accepted, clear errors on bad attributions, and ``compute`` before ``update``.
 A failed check raises ``AssertionError`` whose message starts with the check's name.
 """
 
@@ -22,6 +26,8 @@ from torch.utils.data import Dataset, TensorDataset
 from dattr_eval.contract import TopK, check_attributions, check_topk, topk
 from dattr_eval.data.loading import stack_dataset
 from dattr_eval.explainers.base import Explainer, NotFittedError
+from dattr_eval.ground_truth import GroundTruth
+from dattr_eval.metrics.base import RETRAINED_OUTPUTS, Metric, MetricResult, RetrainingMetric
 from dattr_eval.params import clone
 
 #: size of the default problem: n_test != n_train, so a transposed result fails the contract
@@ -262,3 +268,165 @@ def _check_bad_inputs(fitted: Explainer, x: torch.Tensor, y: torch.Tensor) -> No
     _expect_error(lambda: fitted.explain(x, y.float()), (TypeError,), "targets")
     _expect_error(lambda: fitted.explain_topk(x, 0, y), value_errors, "k")
     _expect_error(lambda: fitted.explain_topk(x, fitted.n_train_ + 1, y), value_errors, "k")
+
+
+# ---------------------------------------------------------------------- metrics
+#: the metric categories listings and reports know
+METRIC_CATEGORIES = ("ground-truth", "retraining", "sanity", "property")
+#: the ground-truth names the evaluator provides besides the benchmark's fields
+PROVIDED = ("self_influence", "randomized_attributions", RETRAINED_OUTPUTS)
+
+
+class Truth(NamedTuple):
+    """Attributions ``(n_test, n_train)``, every ground-truth field, and a linear datamodel
+    ``weights`` ``(n_test, n_train)`` that answers retraining requests (the model trained on S
+    outputs ``Σ_{i∈S} weights[t, i]``)."""
+
+    attributions: torch.Tensor
+    truth: GroundTruth
+    weights: torch.Tensor
+
+
+def tiny_truth(seed: int = 0, n_test: int = 6, n_train: int = 9) -> Truth:
+    """A seeded ground truth with every field set (3 classes, 5 fine classes, 3 flipped and 3
+    marked training samples, shortcut class 2), its attributions and a linear datamodel."""
+    gen = torch.Generator().manual_seed(seed)
+    attributions = torch.randn(n_test, n_train, generator=gen)
+    truth = GroundTruth(
+        train_labels=torch.arange(n_train) % 3,
+        train_fine_labels=torch.arange(n_train) % 5,
+        mislabeled_indices=torch.tensor([1, 4, 6]),
+        marked_train_indices=torch.tensor([0, 2, 5]),
+        shortcut_class=2,
+        n_classes=3,
+        self_influence=torch.randn(n_train, generator=gen),
+        test_labels=torch.arange(n_test) % 3,
+        test_targets=(torch.arange(n_test) + 1) % 3,
+        test_predictions=torch.full((n_test,), 2),
+        test_fine_labels=torch.arange(n_test) % 5,
+        test_positions=torch.arange(n_test),
+        randomized_attributions=torch.randn(n_test, n_train, generator=gen),
+    )
+    return Truth(attributions, truth, torch.randn(n_test, n_train, generator=gen))
+
+
+def score_metric(metric: Metric, problem: Truth, parts: list[slice] | None = None) -> MetricResult:
+    """Update ``metric`` with ``problem``'s batches ``parts`` (default one batch) and compute it;
+    retraining requests are answered by the problem's linear datamodel."""
+    for part in parts or [slice(None)]:
+        a = problem.attributions[part] if metric.needs_attributions else None
+        metric.update(a, problem.truth.select(part))
+    return _compute(metric, problem)
+
+
+def _compute(metric: Metric, problem: Truth) -> MetricResult:
+    if not isinstance(metric, RetrainingMetric):
+        return metric.compute()
+    requests = metric.retrain_requests()
+    outputs = torch.stack([problem.weights[:, r.indices].sum(1) + 0.01 * r.seed for r in requests])
+    return metric.compute(outputs)
+
+
+def check_metric(metric: Metric | type[Metric], problem: Truth | None = None) -> None:
+    """Run the conformance suite on a metric (an instance, or a class built with defaults).
+
+    Args:
+        metric: the metric to check; an instance is cloned for each run, never updated itself.
+        problem: attributions and ground truth to score (default :func:`tiny_truth`).
+
+    Raises:
+        AssertionError: ``[check name] what went wrong`` for the first check that fails.
+    """
+    problem = problem or tiny_truth()
+    prototype = metric() if isinstance(metric, type) else metric
+    cls = type(prototype)
+    n_test, n_train = problem.attributions.shape
+    with _check("metadata"):
+        assert cls.category in METRIC_CATEGORIES, (
+            f"category {cls.category!r} not in {METRIC_CATEGORIES}"
+        )
+        assert isinstance(cls.higher_is_better, bool), "higher_is_better must be a bool"
+        assert isinstance(cls.requires, tuple), "requires must be a tuple of names"
+        fields = set(GroundTruth.__dataclass_fields__) | set(PROVIDED)
+        unknown = [r for r in cls.requires if r not in fields]
+        assert not unknown, f"requires names no ground truth: {unknown}"
+        assert isinstance(cls.unit, str) and cls.unit, "unit must name what the units are"
+        assert cls.summary, "summary (one line) is missing"
+        assert prototype.requires == cls.requires, "an instance changed its class-level requires"
+        if isinstance(prototype, RetrainingMetric):
+            assert RETRAINED_OUTPUTS in cls.requires, (
+                "a RetrainingMetric must require retrained_outputs"
+            )
+        if cls.accepts_topk:
+            assert isinstance(prototype.top_k_needed, int), "accepts_topk needs an int top_k_needed"
+        if cls.category == "sanity":
+            assert cls.sanity_threshold is not None, "a sanity check needs its sanity_threshold"
+    with _check("params"):
+        _check_params(prototype)
+    with _check("determinism and statistic"):
+        first = score_metric(clone(prototype), problem)
+        second = score_metric(clone(prototype), problem)
+        assert _same_result(first, second), "two runs on the same input differ"
+        if first.units is not None and len(first.units):
+            assert _close(first.statistic(first.units), first.score), (
+                f"score {first.score} != statistic(units) {first.statistic(first.units)}"
+            )
+    with _check("merge"):
+        cut = n_test // 2
+        parts = [slice(0, cut), slice(cut, n_test)]
+        merged = clone(prototype)
+        for part in parts:
+            one = clone(prototype)
+            a = problem.attributions[part] if one.needs_attributions else None
+            one.update(a, problem.truth.select(part))
+            merged.merge(one)
+        sequential = score_metric(clone(prototype), problem, parts)
+        assert _same_result(_compute(merged, problem), sequential), (
+            "merged batch states != the same batches updated in order"
+        )
+    if cls.accepts_topk and prototype.needs_attributions:
+        with _check("topk"):
+            streamed = clone(prototype)
+            streamed.update(topk(problem.attributions, prototype.top_k_needed), problem.truth)
+            assert _same_result(_compute(streamed, problem), first), (
+                "TopK input gave another result"
+            )
+    if prototype.needs_attributions:
+        with _check("bad input"):
+            for bad in (
+                problem.attributions[:, :-1],
+                problem.attributions.T,
+                problem.attributions.long(),
+            ):
+                _expect_error(
+                    lambda b=bad: clone(prototype).update(b, problem.truth),
+                    (ValueError,),
+                    "attributions",
+                )
+            nan = problem.attributions.clone()
+            nan[0, 0] = float("nan")
+            _expect_error(lambda: clone(prototype).update(nan, problem.truth), (ValueError,), "NaN")
+    with _check("compute before update"):
+        fresh = clone(prototype)
+        try:
+            _compute(fresh, problem)
+        except RuntimeError as err:
+            assert "update" in str(err), f"RuntimeError does not say to call update: {err}"
+        else:
+            raise AssertionError("compute() before update() must raise RuntimeError")
+
+
+def _close(a: float, b: float) -> bool:
+    return (a != a and b != b) or abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
+
+
+def _same_result(a: MetricResult, b: MetricResult) -> bool:
+    if not _close(a.score, b.score):
+        return False
+    if (a.units is None) != (b.units is None):
+        return False
+    if a.units is None:
+        return True
+    return a.units.shape == b.units.shape and bool(
+        ((a.units == b.units) | ((a.units != a.units) & (b.units != b.units))).all()
+    )

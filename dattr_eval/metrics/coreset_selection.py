@@ -92,6 +92,7 @@ class CoresetSelection(RetrainingMetric):
 
     def retrain_requests(self) -> list[RetrainRequest]:
         """``n_fractions × n_orders`` ranking subsets, then as many random subsets (fraction-major)."""
+        self.check_updated()
         orders = tie_broken_orders(self.global_scores, self.n_orders, self.seed)
         ranked = [
             stratified_selection(order, self.train_labels, size, keep=self.keep)

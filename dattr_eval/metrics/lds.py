@@ -93,6 +93,7 @@ class LinearDatamodeling(RetrainingMetric):
         self.sums.append((attributions.detach().double() @ masks.T).cpu())  # (b, n_subsets)
 
     def retrain_requests(self) -> list[RetrainRequest]:
+        self.check_updated()
         masks = self.masks()
         return [
             RetrainRequest(mask.nonzero()[:, 0], seed=self.seed * 1000 + s)

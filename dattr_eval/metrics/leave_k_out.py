@@ -73,6 +73,7 @@ class LeaveKOut(RetrainingMetric):
         return keep.nonzero()[:, 0]
 
     def retrain_requests(self) -> list[RetrainRequest]:
+        self.check_updated()
         distinct, _ = self._removal_sets()
         sets = [torch.arange(self.n_train), self._keep(self._random_removed())]
         sets += [self._keep(row) for row in distinct]
