@@ -14,10 +14,13 @@ A failed check raises ``AssertionError`` whose message starts with the check's n
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -340,7 +343,7 @@ def check_metric(metric: Metric | type[Metric], problem: Truth | None = None) ->
     problem = problem or tiny_truth()
     prototype = metric() if isinstance(metric, type) else metric
     cls = type(prototype)
-    n_test, n_train = problem.attributions.shape
+    n_test = problem.attributions.shape[0]
     with _check("metadata"):
         assert cls.category in METRIC_CATEGORIES, (
             f"category {cls.category!r} not in {METRIC_CATEGORIES}"
@@ -417,7 +420,9 @@ def check_metric(metric: Metric | type[Metric], problem: Truth | None = None) ->
 
 
 def _close(a: float, b: float) -> bool:
-    return (a != a and b != b) or abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
 
 
 def _same_result(a: MetricResult, b: MetricResult) -> bool:
@@ -427,6 +432,4 @@ def _same_result(a: MetricResult, b: MetricResult) -> bool:
         return False
     if a.units is None:
         return True
-    return a.units.shape == b.units.shape and bool(
-        ((a.units == b.units) | ((a.units != a.units) & (b.units != b.units))).all()
-    )
+    return a.units.shape == b.units.shape and bool(np.array_equal(a.units, b.units, equal_nan=True))
