@@ -15,7 +15,6 @@ A failed check raises ``AssertionError`` whose message starts with the check's n
 from __future__ import annotations
 
 import math
-
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
