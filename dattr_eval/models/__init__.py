@@ -9,6 +9,7 @@ from dattr_eval.models.architectures import (
     build_model,
 )
 from dattr_eval.models.cache import ModelCache, data_fingerprint, load_checkpoint
+from dattr_eval.models.ensemble import ensemble_outputs, train_ensemble
 from dattr_eval.models.training import Checkpoint, TrainedModel, TrainRecipe, accuracy, train_model
 
 __all__ = [
@@ -24,6 +25,8 @@ __all__ = [
     "accuracy",
     "build_model",
     "data_fingerprint",
+    "ensemble_outputs",
     "load_checkpoint",
+    "train_ensemble",
     "train_model",
 ]
