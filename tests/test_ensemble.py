@@ -102,6 +102,9 @@ def test_outputs_are_members_target_log_probs(tiny):
         )
     assert torch.allclose(outputs, expected, rtol=0, atol=1e-5)
     assert (outputs <= 0).all()
+    # the same request gives bitwise the same outputs (the service caches by content)
+    again = ensemble_outputs(recipe, tiny, sets, [0, 1, 2], test_x, targets, batch_size=5)
+    assert torch.equal(outputs, again)
 
 
 def test_chunks_respect_max_members_and_memory_budget(tiny):
