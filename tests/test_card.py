@@ -110,6 +110,14 @@ def test_card_fields_match_closed_form():
     )
 
 
+def test_card_reads_recipe_and_clean_inputs_from_extras():
+    bench = build(train_margin=4.0)
+    bench.extras["recipe"] = TrainRecipe(epochs=3)
+    bench.extras["clean_test_inputs"] = rows(TEST_LABELS, [3.0] * 8)  # all correct
+    card = benchmark_card(bench)
+    assert card["recipe"]["epochs"] == 3 and card["test_accuracy_clean"] == 1.0
+
+
 def test_flags_healthy_and_degenerate():
     assert card_flags(benchmark_card(build(train_margin=4.0))) == []
     # margins 40..44.5: 1-p ~ 1e-18; no other-class test image predicted as the shortcut class

@@ -17,12 +17,13 @@ from dattr_eval.models.ensemble import (
     train_ensemble,
 )
 
-# Tolerance. Members see the same data order, initialisation and optimizer arithmetic as
-# train_model; only the batched kernels (grouped convolution, bmm) sum in another order, a
-# float32 rounding difference (~6e-8 relative) per operation, which training carries along.
-# Measured here: max |dw| <= 8e-8 for every member, chunking and optimizer (weights ~0.3).
+# Tolerance of the vmap strategy. Members see the same data order, initialisation and optimizer
+# arithmetic as train_model; only the batched kernels (grouped convolution, bmm) sum in another
+# order, a float32 rounding difference (~6e-8 relative) per operation, which training carries
+# along. Measured here: max |dw| <= 8e-8 for every member, chunking and optimizer (weights ~0.3).
 # 1e-6 leaves a 10x margin and still fails on any real mistake: a wrong batch order, seed or
-# update moves the weights by >= 1e-3 after these steps (checked below).
+# update moves the weights by >= 1e-3 after these steps (checked below). The lockstep strategy
+# runs train_model's own kernels and must match bitwise.
 ATOL = 1e-6
 
 
@@ -59,11 +60,12 @@ def test_epoch_order_is_make_loaders_order():
         assert torch.equal(visited, epoch_order(50, seed))
 
 
+@pytest.mark.parametrize("strategy", ["lockstep", "vmap"])
 @pytest.mark.parametrize(
     ("arch", "optimizer", "lr"),
     [("digits_cnn", "sgd", 0.05), ("digits_mlp", "sgd", 0.1), ("digits_cnn", "adam", 0.01)],
 )
-def test_ensemble_equals_one_at_a_time(tiny, arch, optimizer, lr):
+def test_ensemble_equals_one_at_a_time(tiny, arch, optimizer, lr, strategy):
     recipe = TrainRecipe(
         arch=arch,
         n_classes=3,
@@ -77,24 +79,30 @@ def test_ensemble_equals_one_at_a_time(tiny, arch, optimizer, lr):
     )
     sets = index_sets(len(tiny), [30, 21, 30, 17, 21])  # unequal sizes: three groups
     seeds = [3, 1, 4, 1, 5]  # a repeated seed on different subsets
-    ensemble = train_ensemble(recipe, tiny, sets, seeds, max_members=2)
+    ensemble = train_ensemble(recipe, tiny, sets, seeds, strategy=strategy, max_members=2)
     reference = one_at_a_time(recipe, tiny, sets, seeds)
     for member, expected in zip(ensemble, reference):
         assert not member.training
         for (name, p), q in zip(member.named_parameters(), expected.parameters()):
-            assert torch.allclose(p, q, rtol=0, atol=ATOL), (name, (p - q).abs().max().item())
+            if strategy == "lockstep":
+                assert torch.equal(p, q), (name, (p - q).abs().max().item())
+            else:
+                assert torch.allclose(p, q, rtol=0, atol=ATOL), (name, (p - q).abs().max().item())
     # the test can fail: members did move, and differ from each other
     untrained = one_at_a_time(dataclasses.replace(recipe, epochs=1), tiny, sets[:1], seeds[:1])
     assert max_weight_difference(ensemble[0], untrained[0]) > 1e-3
     assert max_weight_difference(ensemble[1], ensemble[3]) > 1e-3
 
 
-def test_outputs_are_members_target_log_probs(tiny):
+@pytest.mark.parametrize("strategy", ["lockstep", "vmap"])
+def test_outputs_are_members_target_log_probs(tiny, strategy):
     recipe = TrainRecipe(arch="digits_cnn", n_classes=3, epochs=2, lr=0.05, batch_size=8)
     sets = index_sets(len(tiny), [25, 25, 40])
     test_x, targets = tiny.inputs[:13], torch.tensor([0, 1, 2, 2, 1, 0, 0, 1, 2, 0, 1, 2, 2])
-    members = train_ensemble(recipe, tiny, sets, [0, 1, 2])
-    outputs = ensemble_outputs(recipe, tiny, sets, [0, 1, 2], test_x, targets, batch_size=5)
+    members = train_ensemble(recipe, tiny, sets, [0, 1, 2], strategy=strategy)
+    outputs = ensemble_outputs(
+        recipe, tiny, sets, [0, 1, 2], test_x, targets, strategy=strategy, batch_size=5
+    )
     assert outputs.shape == (3, 13) and outputs.dtype == torch.float32
     with torch.no_grad():
         expected = torch.stack(
@@ -103,7 +111,9 @@ def test_outputs_are_members_target_log_probs(tiny):
     assert torch.allclose(outputs, expected, rtol=0, atol=1e-5)
     assert (outputs <= 0).all()
     # the same request gives bitwise the same outputs (the service caches by content)
-    again = ensemble_outputs(recipe, tiny, sets, [0, 1, 2], test_x, targets, batch_size=5)
+    again = ensemble_outputs(
+        recipe, tiny, sets, [0, 1, 2], test_x, targets, strategy=strategy, batch_size=5
+    )
     assert torch.equal(outputs, again)
 
 
@@ -112,6 +122,8 @@ def test_chunks_respect_max_members_and_memory_budget(tiny):
     sets = index_sets(len(tiny), [20, 20, 20, 20, 20, 10])
     chunks = list(train_chunks(recipe, tiny, sets, range(6), max_members=3))
     assert [c.positions.tolist() for c in chunks] == [[5], [0, 1, 2], [3, 4]]
+    chunks = list(train_chunks(recipe, tiny, sets, range(6)))  # lockstep: whole size groups
+    assert [c.positions.tolist() for c in chunks] == [[5], [0, 1, 2, 3, 4]]
     model = train_model(recipe, tiny).model
     per_member = member_bytes(model, tiny.inputs[:1], recipe.batch_size, recipe.optimizer)
     n_params = sum(p.numel() for p in model.parameters())
@@ -119,7 +131,8 @@ def test_chunks_respect_max_members_and_memory_budget(tiny):
         64 + 128 + 128 + 64 + 64 + 3
     )  # batch × outputs of Flatten, Linear, ReLU, ...
     assert per_member == 4 * (3 * n_params + 3 * activations)  # param, grad, momentum; 3 × acts
-    chunks = list(train_chunks(recipe, tiny, sets, range(6), memory_budget=2 * per_member + 1))
+    budget = 2 * per_member + 1
+    chunks = list(train_chunks(recipe, tiny, sets, range(6), strategy="vmap", memory_budget=budget))
     assert max(len(c.positions) for c in chunks) == 2
 
 
@@ -140,5 +153,7 @@ def test_bad_requests_name_the_argument(tiny):
             [torch.arange(4)],
             [0],
         )
+    with pytest.raises(ValueError, match="strategy"):
+        train_ensemble(recipe, tiny, [torch.arange(4)], [0], strategy="threads")
     with pytest.raises(ValueError, match="targets must have length 2"):
         ensemble_outputs(recipe, tiny, [torch.arange(4)], [0], tiny.inputs[:2], torch.tensor([0]))

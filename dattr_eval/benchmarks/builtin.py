@@ -89,7 +89,8 @@ FAMILIES: tuple[Family, ...] = (
         "digits_cnn",
         1,
         recipe=(("epochs", 30), ("lr", 0.05), ("weight_decay", 2e-3)),
-        retrain_recipe=(("epochs", 8), ("n_checkpoints", 1)),
+        # half the epochs: on half subsets 0.969 test accuracy vs 0.972 (benchmarks/retraining.md)
+        retrain_recipe=(("epochs", 15), ("n_checkpoints", 1)),
         n_test=200,
         lds_subsets=16,
         # memorise the flipped labels (benchmark card: fit >= 50 %)

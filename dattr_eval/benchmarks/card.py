@@ -101,7 +101,9 @@ def benchmark_card(
         bench: the built benchmark.
         clean_test_inputs: ``(n_test, ...)`` the explained test points without the shortcut mark
             (shortcut benchmarks, whose test inputs all carry it): adds ``test_accuracy_clean``.
-        recipe: the model's training recipe (a dataclass such as ``TrainRecipe``), copied to the card.
+            Default: ``bench.extras["clean_test_inputs"]`` when present.
+        recipe: the model's training recipe (a dataclass such as ``TrainRecipe``, or a dict), copied to the
+            card. Default: ``bench.extras["recipe"]`` when present.
         batch_size: inputs per forward pass.
 
     Returns:
@@ -116,6 +118,10 @@ def benchmark_card(
         is not the shortcut class and that are predicted as it); and ``flags`` (``card_flags``).
     """
     truth = bench.truth
+    if clean_test_inputs is None:
+        clean_test_inputs = bench.extras.get("clean_test_inputs")
+    if recipe is None:
+        recipe = bench.extras.get("recipe")
     logits = train_logits(bench, batch_size)
     labels = (
         truth.train_labels
@@ -129,23 +135,23 @@ def benchmark_card(
         "n_train": bench.n_train,
         "n_test": bench.n_test,
         "n_classes": int(logits.shape[1]),
-        "recipe": dataclasses.asdict(recipe) if recipe is not None else None,
+        "recipe": recipe_fields(recipe),
         "test_accuracy": share(truth.test_predictions == truth.test_labels),
         "train_accuracy": share(logits.argmax(1) == labels),
         "train_one_minus_p": quantile_summary(train_p),
     }
     if clean_test_inputs is not None:
-        clean = predict(bench.model, clean_test_inputs, batch_size)
-        card["test_accuracy_clean"] = share(clean == truth.test_labels)
+        clean_predictions = predict(bench.model, clean_test_inputs, batch_size)
+        card["test_accuracy_clean"] = share(clean_predictions == truth.test_labels)
     if truth.mislabeled_indices is not None and len(truth.mislabeled_indices) > 0:
         flipped = truth.mislabeled_indices
-        clean = torch.ones(len(labels), dtype=torch.bool)
-        clean[flipped] = False
+        is_clean = torch.ones(len(labels), dtype=torch.bool)
+        is_clean[flipped] = False
         card["mislabel"] = {
             "n_flipped": len(flipped),
             "flipped_fit": share(logits[flipped].argmax(1) == labels[flipped]),
             "flipped_one_minus_p": quantile_summary(train_p[flipped]),
-            "flipped_loss_auroc": auroc(train_p[flipped], train_p[clean]),
+            "flipped_loss_auroc": auroc(train_p[flipped], train_p[is_clean]),
         }
     if truth.shortcut_class is not None:
         other = truth.test_labels != truth.shortcut_class
@@ -161,6 +167,13 @@ def benchmark_card(
         }
     card["flags"] = card_flags(card)
     return card
+
+
+def recipe_fields(recipe: Any) -> dict[str, Any] | None:
+    """A recipe (dataclass or dict) as a plain dict for the card (``None`` stays ``None``)."""
+    if recipe is None or isinstance(recipe, dict):
+        return recipe
+    return dataclasses.asdict(recipe)
 
 
 def card_flags(card: dict[str, Any]) -> list[str]:

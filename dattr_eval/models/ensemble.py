@@ -1,22 +1,30 @@
-"""Vectorised ensemble training: many models of one recipe, each on its own training subset.
+"""Ensemble training: many models of one recipe, each on its own training subset, trained together.
 
 Member ``i`` is the model ``train_model(replace(recipe, seed=seeds[i]), Subset(train_dataset,
 index_sets[i]))`` would give — same initialisation (``torch.manual_seed(seed)`` then
 ``build_model``), same minibatch order (``make_loader(shuffle=True, seed=seed * 100_003 + epoch)``),
-same optimizer update — but the members train together: their parameters are stacked along a
-leading member dimension (``torch.func.stack_module_state``), one ``vmap`` of ``functional_call``
-computes every member's minibatch loss, one backward pass gives every member's gradient, and
-``stacked_optim`` applies ``torch.optim``'s update to all members at once.
+same optimizer update — but the members step together: one gather fetches every member's
+minibatch from the stacked training set, and one stacked optimizer step (``stacked_optim``,
+``torch.optim``'s arithmetic) updates every member. Two ways to compute the members' gradients:
 
-Equal to one-at-a-time training up to floating-point rounding: the batched kernels (a vmapped
-convolution runs as one grouped convolution) sum in another order than the per-model kernels,
-and training carries those last-bit differences along (tests: weights within 1e-6 after a few
-steps; over a long SGD run a member can drift as far as another rounding would take it). The
-same request with the same chunking and thread count gives bitwise the same members.
+- ``"vmap"``: the members' parameters are stacked along a leading dimension
+  (``torch.func.stack_module_state``) and one ``vmap`` of ``functional_call`` computes every
+  member's loss, one backward pass every gradient. A vmapped convolution runs as one grouped
+  convolution, whose kernels sum in another order than the per-model ones: members equal
+  one-at-a-time training up to float32 rounding, which training carries along (tests: weights
+  within 1e-6 after a few steps). One kernel launch for all members is what an accelerator needs.
+- ``"lockstep"``: each member runs its own module on its own minibatch and backpropagates at
+  once (activations of one member at a time), so every kernel is the one ``train_model`` runs:
+  members equal one-at-a-time training bitwise. On CPU the per-model kernels are already large
+  GEMMs and stacking the members only grows the working set: measured on 2 shared CPU cores
+  (``benchmarks/results/retraining.md``), lockstep is faster than vmap at every chunk size, and
+  faster than ``train_model`` one at a time (no ``DataLoader``, one optimizer step for all).
 
-Members with different subset sizes take minibatches of different sizes at the same step, so they
-are grouped by subset size; each group trains in chunks of at most ``max_members`` members (from a
-memory budget when not given). Architectures with buffers (BatchNorm) are not supported.
+``strategy="auto"`` takes lockstep on CPU and vmap elsewhere. The same request, chunking and
+thread count give bitwise the same members. Members with different subset sizes take minibatches
+of different sizes at the same step, so they are grouped by subset size; each group trains in
+chunks of at most ``max_members`` members (vmap: from a memory budget when not given).
+Architectures with buffers (BatchNorm) are not supported.
 """
 
 from __future__ import annotations
@@ -38,8 +46,10 @@ from dattr_eval.models.stacked_optim import stacked_optimizer
 from dattr_eval.models.training import TrainRecipe
 from dattr_eval.validation import check_choice, check_dataset, check_positive, check_tensor
 
-#: default memory budget for one chunk of members (bytes), used when ``max_members`` is not given
-DEFAULT_MEMORY_BUDGET = 2 * 1024**3
+#: default memory budget for one vmap chunk (bytes), used when ``max_members`` is not given
+DEFAULT_MEMORY_BUDGET = 1024**3
+#: ways to compute the members' gradients (module docstring)
+STRATEGIES = ("auto", "lockstep", "vmap")
 
 
 def epoch_order(n: int, seed: int) -> Tensor:
@@ -102,6 +112,7 @@ def train_chunks(
     index_sets: Sequence[Tensor],
     seeds: Sequence[int],
     *,
+    strategy: str = "auto",
     max_members: int | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     device: str | torch.device | None = None,
@@ -115,9 +126,10 @@ def train_chunks(
         index_sets: one ``(k_i,)`` integer tensor of training indices per member (the order is
             the ``Subset`` order; sorted in the usual use).
         seeds: one seed per member (initialisation and shuffling, as ``recipe.seed``).
-        max_members: most members trained at once; ``None`` = as many as ``memory_budget`` allows.
-        memory_budget: bytes one chunk may use (``member_bytes`` estimate), when ``max_members``
-            is ``None``.
+        strategy: ``"lockstep"``, ``"vmap"`` or ``"auto"`` (lockstep on CPU, vmap elsewhere).
+        max_members: most members trained at once; ``None`` = a whole size group (lockstep) or
+            as many as ``memory_budget`` allows (vmap).
+        memory_budget: bytes one vmap chunk may use (``member_bytes`` estimate).
         device: where to train (default CPU); members initialise on CPU as in ``train_model``.
         progress: show a tqdm bar over chunk epochs.
     """
@@ -126,6 +138,10 @@ def train_chunks(
     check_positive(recipe.lr, "lr")
     check_positive(recipe.batch_size, "batch_size", integer=True)
     check_choice(recipe.optimizer, "optimizer", ("sgd", "adam"))
+    check_choice(strategy, "strategy", STRATEGIES)
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if strategy == "auto":
+        strategy = "lockstep" if device.type == "cpu" else "vmap"
     inputs, labels = stack_dataset(train_dataset)
     index_sets = check_index_sets(index_sets, seeds, len(labels))
     probe = build_model(recipe.arch, recipe.n_classes, recipe.in_channels)
@@ -136,25 +152,24 @@ def train_chunks(
         )
     if max_members is None:
         per_member = member_bytes(probe, inputs[:1], recipe.batch_size, recipe.optimizer)
-        max_members = max(1, memory_budget // per_member)
+        max_members = len(index_sets) if strategy == "lockstep" else memory_budget // per_member
+        max_members = max(1, max_members)
     check_positive(max_members, "max_members", integer=True)
-    device = torch.device(device) if device is not None else torch.device("cpu")
     inputs, labels = inputs.to(device), labels.to(device)
     chunks = [
         group[start : start + max_members]
         for group in size_groups(index_sets)
         for start in range(0, len(group), max_members)
     ]
+    train = train_lockstep if strategy == "lockstep" else train_vmap
+    base = copy.deepcopy(probe).to("meta").train()
     bar = tqdm(total=len(chunks) * recipe.epochs, desc="ensemble", disable=not progress)
     for positions in chunks:
-        members = [int(p) for p in positions]
-        params, base = train_stacked(
-            recipe,
-            inputs,
-            labels,
-            torch.stack([index_sets[p] for p in members]).to(device),
-            [int(seeds[p]) for p in members],
-            on_epoch=lambda: bar.update(1),
+        chunk_seeds = [int(seeds[p]) for p in positions]
+        members = init_members(recipe, chunk_seeds, device)
+        rows = torch.stack([index_sets[p] for p in positions]).to(device)
+        params = train(
+            recipe, members, chunk_seeds, inputs, labels, rows, on_epoch=lambda: bar.update(1)
         )
         yield TrainedChunk(positions, params, base)
     bar.close()
@@ -190,35 +205,99 @@ def size_groups(index_sets: Sequence[Tensor]) -> list[Tensor]:
     return [torch.nonzero(sizes == size).flatten() for size in sizes.unique()]
 
 
-def train_stacked(
+def init_members(
+    recipe: TrainRecipe, seeds: Sequence[int], device: torch.device
+) -> list[nn.Module]:
+    """Freshly initialised members (``torch.manual_seed(seed)`` then ``build_model``, as ``train_model``)."""
+    members = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        model = build_model(recipe.arch, recipe.n_classes, recipe.in_channels)
+        members.append(model.to(device).train())
+    return members
+
+
+def member_batches(
+    index_sets: Tensor, seeds: Sequence[int], epoch: int, batch_size: int
+) -> Iterator[Tensor]:
+    """Every member's minibatch for each step of ``epoch``: ``(m, b)`` training indices.
+
+    Args:
+        index_sets: ``(m, k)`` int64, member ``i``'s training indices in ``Subset`` order.
+        seeds: the members' seeds (the shuffling seed is ``seed * 100_003 + epoch``).
+    """
+    subset_size = index_sets.shape[1]
+    orders = torch.stack([epoch_order(subset_size, s * 100_003 + epoch) for s in seeds])
+    rows = index_sets.gather(1, orders.to(index_sets.device))  # visiting order
+    for start in range(0, subset_size, batch_size):
+        yield rows[:, start : start + batch_size]
+
+
+def stacked_parameters(members: Sequence[nn.Module]) -> dict[str, Tensor]:
+    """Parameter name → ``(m, ...)`` the members' parameters stacked (detached copies)."""
+    names = [name for name, _ in members[0].named_parameters()]
+    per_member = [dict(m.named_parameters()) for m in members]
+    return {name: torch.stack([p[name].detach() for p in per_member]) for name in names}
+
+
+def train_lockstep(
     recipe: TrainRecipe,
+    members: list[nn.Module],
+    seeds: Sequence[int],
     inputs: Tensor,
     labels: Tensor,
     index_sets: Tensor,
-    seeds: Sequence[int],
     on_epoch=None,
-) -> tuple[dict[str, Tensor], nn.Module]:
-    """Train ``m`` members with equal subset sizes together.
+) -> dict[str, Tensor]:
+    """Train ``members`` (equal subset sizes) step by step together, each with its own module.
 
     Args:
+        members: freshly initialised members (``init_members``), trained in place.
+        seeds: the members' seeds (shuffling).
         inputs: ``(n_train, ...)`` float, the whole training set (on the training device).
         labels: ``(n_train,)`` int64.
         index_sets: ``(m, k)`` int64, member ``i``'s training indices in ``Subset`` order.
-        seeds: ``m`` seeds.
         on_epoch: called after every epoch (progress).
 
     Returns:
-        ``(params, base)``: parameter name → ``(m, ...)`` trained parameters, and a meta-device
-        copy of the architecture for ``functional_call``.
+        Parameter name → ``(m, ...)`` trained parameters.
     """
-    models = []
-    for seed in seeds:
-        torch.manual_seed(seed)
-        models.append(build_model(recipe.arch, recipe.n_classes, recipe.in_channels))
-    device = inputs.device
-    params, _ = stack_module_state([m.to(device) for m in models])
-    base = copy.deepcopy(models[0]).to("meta").train()
-    del models
+    member_params = [list(m.parameters()) for m in members]
+    optimizer = stacked_optimizer(
+        recipe.optimizer,
+        [p for params in member_params for p in params],
+        recipe.lr,
+        recipe.momentum,
+        recipe.weight_decay,
+    )
+    for epoch in range(1, recipe.epochs + 1):
+        for batch in member_batches(index_sets, seeds, epoch, recipe.batch_size):
+            x, y = inputs[batch], labels[batch]
+            grads = []
+            for i, (model, params) in enumerate(zip(members, member_params)):
+                loss = F.cross_entropy(model(x[i]), y[i])
+                grads.extend(torch.autograd.grad(loss, params))
+            optimizer.step(grads)
+        if on_epoch is not None:
+            on_epoch()
+    return stacked_parameters(members)
+
+
+def train_vmap(
+    recipe: TrainRecipe,
+    members: list[nn.Module],
+    seeds: Sequence[int],
+    inputs: Tensor,
+    labels: Tensor,
+    index_sets: Tensor,
+    on_epoch=None,
+) -> dict[str, Tensor]:
+    """Train ``members`` (equal subset sizes) together as one vmapped model on stacked parameters.
+
+    Arguments as in ``train_lockstep``. Returns parameter name → ``(m, ...)`` trained parameters.
+    """
+    params, _ = stack_module_state(members)
+    base = copy.deepcopy(members[0]).to("meta")
     optimizer = stacked_optimizer(
         recipe.optimizer, list(params.values()), recipe.lr, recipe.momentum, recipe.weight_decay
     )
@@ -227,17 +306,13 @@ def train_stacked(
         return F.cross_entropy(functional_call(base, member_params, (x,)), y)
 
     batched_loss = vmap(member_loss)
-    subset_size = index_sets.shape[1]
     for epoch in range(1, recipe.epochs + 1):
-        orders = torch.stack([epoch_order(subset_size, s * 100_003 + epoch) for s in seeds])
-        rows = index_sets.gather(1, orders.to(device))  # (m, k) training indices, visiting order
-        for start in range(0, subset_size, recipe.batch_size):
-            batch = rows[:, start : start + recipe.batch_size]
+        for batch in member_batches(index_sets, seeds, epoch, recipe.batch_size):
             loss = batched_loss(params, inputs[batch], labels[batch]).sum()
             optimizer.step(torch.autograd.grad(loss, list(params.values())))
         if on_epoch is not None:
             on_epoch()
-    return {name: p.detach() for name, p in params.items()}, base
+    return {name: p.detach() for name, p in params.items()}
 
 
 def train_ensemble(
@@ -246,13 +321,15 @@ def train_ensemble(
     index_sets: Sequence[Tensor],
     seeds: Sequence[int],
     *,
+    strategy: str = "auto",
     max_members: int | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     device: str | torch.device | None = None,
     progress: bool = False,
 ) -> list[nn.Module]:
-    """Train one model per ``(index_sets[i], seeds[i])``, vectorised; member ``i`` ≈
-    ``train_model(replace(recipe, seed=seeds[i]), Subset(train_dataset, index_sets[i])).model``.
+    """Train one model per ``(index_sets[i], seeds[i])`` together; member ``i`` is
+    ``train_model(replace(recipe, seed=seeds[i]), Subset(train_dataset, index_sets[i])).model``
+    (bitwise with ``"lockstep"``, up to float32 rounding with ``"vmap"``).
 
     Arguments as in ``train_chunks``. Returns the members in request order, in eval mode, on
     ``device``. To score the members on test inputs without building ``n`` modules, use
@@ -264,6 +341,7 @@ def train_ensemble(
         train_dataset,
         index_sets,
         seeds,
+        strategy=strategy,
         max_members=max_members,
         memory_budget=memory_budget,
         device=device,
@@ -281,22 +359,29 @@ def train_ensemble(
 def stacked_logits(chunk: TrainedChunk, inputs: Tensor, batch_size: int = 512) -> Tensor:
     """Every member's logits on ``inputs``: ``(m, n, n_classes)`` float32 on CPU (eval mode).
 
+    Members run one after the other (``functional_call`` with their slice of the stacked
+    parameters): the logits are bitwise those of the member's module.
+
     Args:
         inputs: ``(n, ...)`` float.
         batch_size: inputs per forward pass.
     """
     base = copy.deepcopy(chunk.base).eval()
     device = next(iter(chunk.params.values())).device
-
-    def member_logits(member_params: dict[str, Tensor], x: Tensor) -> Tensor:
-        return functional_call(base, member_params, (x,))
-
-    logits_of = vmap(member_logits, in_dims=(0, None))
-    out = [
-        logits_of(chunk.params, inputs[start : start + batch_size].to(device)).float().cpu()
-        for start in range(0, inputs.shape[0], batch_size)
-    ]
-    return torch.cat(out, dim=1)
+    out = []
+    for row in range(len(chunk.positions)):
+        params = {name: p[row] for name, p in chunk.params.items()}
+        out.append(
+            torch.cat(
+                [
+                    functional_call(base, params, (inputs[start : start + batch_size].to(device),))
+                    .float()
+                    .cpu()
+                    for start in range(0, inputs.shape[0], batch_size)
+                ]
+            )
+        )
+    return torch.stack(out)
 
 
 def target_log_probs(logits: Tensor, targets: Tensor) -> Tensor:
@@ -314,6 +399,7 @@ def ensemble_outputs(
     test_inputs: Tensor,
     targets: Tensor,
     *,
+    strategy: str = "auto",
     max_members: int | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     device: str | torch.device | None = None,
@@ -343,6 +429,7 @@ def ensemble_outputs(
         train_dataset,
         index_sets,
         seeds,
+        strategy=strategy,
         max_members=max_members,
         memory_budget=memory_budget,
         device=device,
@@ -355,6 +442,7 @@ def ensemble_outputs(
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
+    "STRATEGIES",
     "TrainedChunk",
     "ensemble_outputs",
     "epoch_order",
