@@ -15,7 +15,6 @@ import dataclasses
 import datetime
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +42,11 @@ BEFORE: dict[str, tuple[tuple[str, Any], ...]] = {
 }
 
 
-def card_for(name: str, family: Family, cache_dir: Path, data_dir) -> dict[str, Any]:
-    """The card of benchmark ``name`` built with ``family``'s recipes (clean test inputs for shortcut)."""
+def card_for(name: str, family: Family, cache_dir: Path, data_dir, seed: int = 0) -> dict[str, Any]:
+    """The card of benchmark ``name`` built with ``family``'s recipes and ``seed`` (clean test
+    inputs for shortcut)."""
     registered = benchmarks.get(name)
-    spec = type(registered.__name__, (registered,), {"family": family})()
-    started = time.perf_counter()
+    spec = type(registered.__name__, (registered,), {"family": family})(seed=seed)
     bench = spec.build(cache_dir=cache_dir, data_dir=data_dir)
     clean = None
     if bench.truth.shortcut_class is not None:
@@ -59,9 +58,7 @@ def card_for(name: str, family: Family, cache_dir: Path, data_dir) -> dict[str, 
         seed=bench.seed,
         **family.recipe_for(spec.task),
     )
-    card = benchmark_card(bench, clean_test_inputs=clean, recipe=recipe)
-    card["build_seconds"] = round(time.perf_counter() - started, 1)
-    return card
+    return benchmark_card(bench, clean_test_inputs=clean, recipe=recipe)
 
 
 def fmt(value: Any) -> str:
@@ -100,7 +97,6 @@ def rows(card: dict[str, Any]) -> dict[str, str]:
         marked = s["marked_train_one_minus_p"]
         out["1−p on marked training images: median"] = fmt(marked["median"] if marked else None)
     out["flags"] = "<br>".join(card["flags"]) or "none"
-    out["build seconds (train or cache)"] = f"{card['build_seconds']:.1f}"
     return out
 
 
@@ -109,6 +105,9 @@ def main() -> None:
     parser.add_argument("--families", default="digits", help="comma-separated family prefixes")
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/dattr_cards"))
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument(
+        "--other-seeds", default="1,2", help="seeds whose 'after' cards are summarised too"
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     load_before = os.getloadavg()
@@ -129,6 +128,43 @@ def main() -> None:
             sections += [f"| {key} | {a.get(key, '–')} | {b.get(key, '–')} |" for key in b]
             sections.append("")
             print(name, "before", before["flags"], "after", after["flags"], flush=True)
+    other_seeds = [int(v) for v in args.other_seeds.split(",") if v]
+    if other_seeds:
+        sections += [
+            "## Other seeds (after)",
+            "",
+            (
+                "Each benchmark rebuilt with another seed (perturbation, model, test subset), as "
+                "replicates will be."
+            ),
+            "",
+            "| benchmark | seed | test accuracy | median 1−p | task-specific | flags |",
+            "|---|---|---|---|---|---|",
+        ]
+        for prefix in prefixes:
+            for task in TASKS:
+                name = f"{prefix}-{task.task}"
+                for seed in other_seeds:
+                    card = card_for(name, families[prefix], args.cache_dir, args.data_dir, seed)
+                    cards[name][f"after_seed_{seed}"] = card
+                    row = rows(card)
+                    specific = "; ".join(
+                        f"{key}: {row[key]}"
+                        for key in (
+                            "test accuracy, same points unmarked",
+                            "flipped labels fitted",
+                            "marked other-class test images → shortcut class",
+                            "1−p on marked training images: median",
+                        )
+                        if key in row
+                    )
+                    sections.append(
+                        f"| {name} | {seed} | {row['test accuracy (explained points)']} | "
+                        f"{fmt(card['train_one_minus_p']['median'])} | {specific or '–'} | "
+                        f"{row['flags']} |"
+                    )
+                    print(name, seed, card["flags"], flush=True)
+        sections.append("")
     load_after = os.getloadavg()
     header = [
         "# Benchmark cards: before and after the recipe change",
@@ -141,7 +177,8 @@ def main() -> None:
         ),
         (
             f"Command: `OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '2')} /work/main/.venv/bin/python "
-            f"benchmarks/benchmark_cards.py --families {args.families}`"
+            f"benchmarks/benchmark_cards.py --families {args.families} --other-seeds "
+            f"{args.other_seeds}`"
         ),
         "",
         (
@@ -150,6 +187,19 @@ def main() -> None:
             f"the samples the metric looks for (flipped, marked); marked other-class test images "
             f"predicted as the shortcut class < {SHORTCUT_MIN_RATE:.0%}; flipped labels fitted "
             f"< {FLIPPED_MIN_FIT:.0%}."
+        ),
+        "",
+        (
+            "What changed (digits): weight decay 5e-4 → 2e-3 for every task, which keeps the "
+            "model from fitting its training set — above all the marked shortcut images — beyond "
+            "the point where loss gradients vanish, at a small cost in test accuracy; and the "
+            "mislabel task gets its own recipe (`Family.task_recipes`: 100 epochs, weight decay "
+            "5e-4) so that the model memorises the flipped labels instead of leaving most of them "
+            "as high-loss outliers that training loss alone finds. Memorising 20 % label noise "
+            "costs test accuracy; that is the set-up in which mislabel detection tests more than "
+            "the loss. mnist5k, fmnist and cifar10 recipes are unchanged and not measured here "
+            "(each model trains for minutes on 2 shared cores; run this script with "
+            "`--families mnist5k` to check them)."
         ),
         "",
     ]
