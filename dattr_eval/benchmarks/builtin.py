@@ -47,6 +47,7 @@ class Family:
         in_channels: input channels of the model.
         recipe: ``TrainRecipe`` fields of the benchmark model (epochs, learning rate, ...).
         retrain_recipe: fields that differ for the fidelity task's retrained models.
+        task_recipes: ``(task, fields)`` pairs: fields that differ for that task's benchmark model.
         n_test: test samples explained per benchmark.
         lds_subsets: random subsets of the fidelity task's LDS (each retrained with 3 seeds).
         needs_data_dir: the files come from ``data_dir`` (not bundled).
@@ -65,6 +66,11 @@ class Family:
     lds_subsets: int
     needs_data_dir: bool = False
     default_dir: bool = False
+    task_recipes: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+
+    def recipe_for(self, task: str) -> dict[str, Any]:
+        """The ``TrainRecipe`` fields of ``task``'s benchmark model (``recipe``, then ``task_recipes``)."""
+        return {**dict(self.recipe), **dict(dict(self.task_recipes).get(task, ()))}
 
     def load(self, data_dir: str | Path | None):
         """The ``DatasetSplit(train, test)`` of this dataset.
@@ -94,10 +100,13 @@ FAMILIES: tuple[Family, ...] = (
         "load_digits",
         "digits_cnn",
         1,
-        recipe=(("epochs", 30), ("lr", 0.05)),
-        retrain_recipe=(("epochs", 8), ("n_checkpoints", 1)),
+        recipe=(("epochs", 30), ("lr", 0.05), ("weight_decay", 2e-3)),
+        # half the epochs: on half subsets 0.969 test accuracy vs 0.972 (benchmarks/retraining.md)
+        retrain_recipe=(("epochs", 15), ("n_checkpoints", 1)),
         n_test=200,
         lds_subsets=16,
+        # memorise the flipped labels (benchmark card: fit >= 50 %)
+        task_recipes=(("mislabel", (("epochs", 100), ("weight_decay", 5e-4))),),
     ),
     Family(
         "mnist5k",
@@ -188,7 +197,7 @@ class FamilyBenchmark(BenchmarkSpec):
             n_classes=n_classes,
             in_channels=self.family.in_channels,
             seed=self.seed,
-            **dict(self.family.recipe),
+            **self.family.recipe_for(self.task),
         )
         cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         trained = ModelCache(cache_root / "models").get_or_train(recipe, train, tag=self.label)

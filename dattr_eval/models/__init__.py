@@ -9,6 +9,7 @@ from dattr_eval.models.architectures import (
     build_model,
 )
 from dattr_eval.models.cache import ModelCache, data_fingerprint, load_checkpoint
+from dattr_eval.models.ensemble import ensemble_outputs, train_ensemble
 from dattr_eval.models.retraining import RecipeRetrainer, Retrainer, target_log_probs
 from dattr_eval.models.training import Checkpoint, TrainedModel, TrainRecipe, accuracy, train_model
 
@@ -27,7 +28,9 @@ __all__ = [
     "accuracy",
     "build_model",
     "data_fingerprint",
+    "ensemble_outputs",
     "load_checkpoint",
     "target_log_probs",
+    "train_ensemble",
     "train_model",
 ]
