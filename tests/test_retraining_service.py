@@ -17,13 +17,13 @@ RECIPE = TrainRecipe(arch="digits_mlp", epochs=2, batch_size=32)
 
 
 class Counting(RecipeRetrainer):
-    """A recipe retrainer that counts the models it trains."""
+    """A recipe retrainer that counts the models it trains (as one ensemble per call)."""
 
     trained: list = []  # noqa: RUF012
 
-    def train(self, train_dataset, indices, seed):
-        Counting.trained.append((len(indices), seed))
-        return super().train(train_dataset, indices, seed)
+    def outputs(self, train_dataset, requests, test_inputs, test_targets):
+        Counting.trained.extend((len(indices), seed) for indices, seed in requests)
+        return super().outputs(train_dataset, requests, test_inputs, test_targets)
 
 
 def data(n_train=60):

@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 
 from dattr_eval.benchmarks import register
 from dattr_eval.benchmarks.base import Benchmark, BenchmarkSpec
-from dattr_eval.data.loading import dataset_labels
+from dattr_eval.data.loading import dataset_labels, subset_inputs
 from dattr_eval.validation import check_fraction
 
 #: pairs of consecutive classes form the superclasses of the subclass task
@@ -206,7 +206,7 @@ class FamilyBenchmark(BenchmarkSpec):
         if self.retrainable():
             retrain = RecipeRetrainer(replace(recipe, **dict(self.family.retrain_recipe)))
         n_test = self.n_test or self.family.n_test
-        return Benchmark.from_datasets(
+        bench = Benchmark.from_datasets(
             self.label,
             model,
             train,
@@ -222,6 +222,10 @@ class FamilyBenchmark(BenchmarkSpec):
             cache_dir=cache_root / "benchmarks",
             notes=f"explains a seeded random subset of {min(n_test, len(test))} of {len(test)} test samples",
         )
+        bench.extras["recipe"] = recipe
+        if test is not split.test:  # the task marks the test images: keep the unmarked ones for the card
+            bench.extras["clean_test_inputs"] = subset_inputs(split.test, bench.truth.test_indices)[0]
+        return bench
 
 
 class ClassTask(FamilyBenchmark):

@@ -25,8 +25,10 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from dattr_eval import __version__
 from dattr_eval.benchmarks import Benchmark, BenchmarkSpec
 from dattr_eval.benchmarks import create as create_benchmark
+from dattr_eval.benchmarks.card import benchmark_card
 from dattr_eval.evaluation.bundle import (
     Bundle,
     StoredCell,
@@ -38,13 +40,13 @@ from dattr_eval.evaluation.bundle import (
 )
 from dattr_eval.evaluation.cell import CellHook, CellSpec
 from dattr_eval.evaluation.executor import EXECUTORS, Executor, LocalExecutor
-from dattr_eval.evaluation.fingerprint import cell_key, estimator_key
+from dattr_eval.evaluation.fingerprint import card_key, cell_key, estimator_key
 from dattr_eval.evaluation.grid import as_list, resolve_explainers, resolve_metrics
 from dattr_eval.evaluation.portable import inline_checkpoints
 from dattr_eval.evaluation.providers import missing_ground_truth
 from dattr_eval.evaluation.retraining import RetrainingService
 from dattr_eval.evaluation.rows import cell_rows
-from dattr_eval.evaluation.store import ResultStore
+from dattr_eval.evaluation.store import ResultStore, to_json
 from dattr_eval.explainers.base import Explainer
 from dattr_eval.metrics.base import Metric, RetrainingMetric
 from dattr_eval.models.cache import default_cache_dir
@@ -199,6 +201,7 @@ class Evaluator:
                 )
                 if self._adopt(stored) and not self.force:
                     finished = self.store.finished()
+            self._write_card(replicates, prints, finished)
             for label, template in self.explainers.items():
                 key = cell_key(prints, label, template)
                 todo = {m for m, k in keys.items() if (key, k) not in finished}
@@ -236,6 +239,42 @@ class Evaluator:
                 adopted += 1
         self.from_baseline += adopted
         return adopted
+
+    def _write_card(
+        self, replicates: tuple[Benchmark, ...], prints: list[str], finished: set[tuple[str, str]]
+    ) -> None:
+        """Store the benchmark's card (``kind="card"`` row) unless it is already stored.
+
+        The card of the first replicate, with every replicate's flags under ``replicate_flags``.
+        """
+        key = card_key(prints)
+        if (key, "") in finished:
+            return
+        row: dict[str, Any] = {
+            "benchmark": replicates[0].name,
+            "explainer": "",
+            "metric": "",
+            "metric_key": "",
+            "kind": "card",
+            "cell_key": key,
+            "benchmark_fingerprint": prints[0],
+            "n_train": replicates[0].n_train,
+            "n_test": replicates[0].n_test,
+            "replicates": len(replicates),
+            "seed": replicates[0].seed,
+            "version": __version__,
+        }
+        try:
+            cards = [benchmark_card(b) for b in replicates]
+        except Exception as exc:  # noqa: BLE001 (a card is a report section; the grid goes on)
+            warnings.warn(f"benchmark card of {replicates[0].name!r} failed: {exc}", stacklevel=3)
+            row.update(status="error", error=f"{type(exc).__name__}: {exc}")
+        else:
+            card = {**cards[0], "replicate_flags": [c["flags"] for c in cards]}
+            for flag in sorted({f for c in cards for f in c["flags"]}):
+                warnings.warn(f"benchmark {replicates[0].name!r}: {flag}", stacklevel=3)
+            row.update(status="ok", card=to_json(card))
+        self.store.append([row])
 
     def _build(self, spec: str | BenchmarkSpec | Benchmark) -> tuple[Benchmark, ...]:
         """The benchmark built once per replicate seed, on the device, all under the base name.

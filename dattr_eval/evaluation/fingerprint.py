@@ -130,3 +130,10 @@ def estimator_key(label: str, estimator: Any) -> str:
 def cell_key(benchmark_fingerprints: list[str], explainer_label: str, explainer: Any) -> str:
     """Key of a benchmark × explainer cell (all replicates' fingerprints, the explainer's key)."""
     return _digest(*benchmark_fingerprints, estimator_key(explainer_label, explainer))
+
+
+def card_key(benchmark_fingerprints: list[str]) -> str:
+    """Key of a benchmark's card row (all replicates' fingerprints and the package version)."""
+    from dattr_eval import __version__
+
+    return _digest(*benchmark_fingerprints, f"card {__version__}")

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
+from dattr_eval.models.ensemble import ensemble_outputs
 from dattr_eval.models.training import TrainRecipe, train_model
 
 
@@ -85,3 +86,21 @@ class RecipeRetrainer(Retrainer):
         recipe = dataclasses.replace(self.recipe, seed=int(seed))
         subset = Subset(train_dataset, [int(i) for i in indices])
         return train_model(recipe, subset, None).model
+
+    def outputs(
+        self,
+        train_dataset: Dataset,
+        requests: Sequence[tuple[torch.Tensor, int]],
+        test_inputs: torch.Tensor,
+        test_targets: torch.Tensor,
+    ) -> torch.Tensor:
+        """All requests trained as one ensemble (``models.ensemble.ensemble_outputs``), each member
+        equal to ``train`` on its own (bitwise on CPU)."""
+        return ensemble_outputs(
+            self.recipe,
+            train_dataset,
+            [idx for idx, _ in requests],
+            [int(seed) for _, seed in requests],
+            test_inputs,
+            test_targets,
+        )
