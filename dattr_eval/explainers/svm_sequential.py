@@ -2,24 +2,44 @@
 
 One call of :func:`cs_epoch` is one pass of liblinear's outer loop (Fan et al. 2008, appendix;
 Keerthi et al. 2008) over the active samples, in the order given by ``index[:active_size]``: for
-each sample ``i`` it forms the gradient ``G_m = w_m . phi_i + [m != y_i]`` (``(K,)``), shrinks
-classes at their bound whose gradient is below the smallest free one (liblinear's ``be_shrunk``),
-drops a sample once at most one class is left, solves the ``K``-variable sub-problem in closed
-form (sort-based, liblinear's ``solve_sub_problem``) and updates ``W`` by ``delta_i phi_i``.
-Rows are dense float64 (liblinear walks a sparse node list; zero features are skipped here too).
+each sample ``i`` it forms the gradient of the dual (``(K,)``), shrinks classes at their bound
+whose gradient is below the smallest free one (liblinear's ``be_shrunk``), drops a sample once at
+most one class is left, solves the ``K``-variable sub-problem in closed form (sort-based,
+liblinear's ``solve_sub_problem``) and updates ``W`` by ``delta_i phi_i``. Rows are dense float64
+(liblinear walks a sparse node list; zero features are skipped here too).
 
-The per-epoch permutation, the shrinking schedule and the stopping rule (the relative duality
-gap) live in ``svm.CrammerSingerSVC``; this module only holds the compiled loop. It needs numba,
-imported here so that ``import dattr_eval`` does not.
+Numerics: the dual gradient is ``w_m . phi_i + [m != y_i]``; the sub-problem only depends on it up
+to a common shift, so the kernels use ``w_m . phi_i - [m == y_i]`` (liblinear's value minus 1).
+The off-label entries then hold the scores alone, without a 1 added: when ``C ||phi_i||^2`` is
+tiny (features near 0), ``1 + w.phi`` rounds to 1 and liblinear's sub-problem returns rows that do
+not sum to 0. For the same reason :func:`cs_gap_terms` sums each sample's share of the duality gap
+in a form that does not cancel.
+
+The per-epoch permutation, the shrinking schedule and the stopping rule live in
+``svm.CrammerSingerSVC``; this module only holds the compiled loop.
+
+Compilation is lazy: the functions below are plain Python until :func:`compiled` imports numba and
+replaces each of them in this module by its compiled version, so ``import dattr_eval`` does not
+import numba. Compiled machine code is cached on disk (numba's ``cache=True``); numba's cache
+index is a pickle, loaded when a later process compiles, so :func:`private_cache_dir` keeps it in
+a directory only the current user can write (``$DATTR_EVAL_CACHE/numba`` or
+``~/.cache/dattr_eval/numba``, mode 0700). A ``NUMBA_CACHE_DIR`` set by the user is used as it is
+(its permissions are then the user's choice).
 """
 
 from __future__ import annotations
 
+import functools
+import os
+import stat
+import sys
+import warnings
+from pathlib import Path
+from types import ModuleType
+
 import numpy as np
-from numba import njit
 
 
-@njit(cache=True, fastmath={"reassoc", "contract"})
 def _dot(w: np.ndarray, x: np.ndarray) -> float:
     """``w . x`` for two contiguous ``(d,)`` rows (reassociation allowed, so it vectorises)."""
     total = 0.0
@@ -28,7 +48,6 @@ def _dot(w: np.ndarray, x: np.ndarray) -> float:
     return total
 
 
-@njit(cache=True)
 def _shrinkable(
     slot: int, y_slot: int, alpha_m: float, grad_m: float, C: float, min_grad: float
 ) -> bool:
@@ -37,7 +56,6 @@ def _shrinkable(
     return alpha_m == bound and grad_m < min_grad
 
 
-@njit(cache=True)
 def _subproblem(
     b: np.ndarray,
     n_act: int,
@@ -74,13 +92,11 @@ def _subproblem(
         alpha_new[m] = min(bound, (beta - b[m]) / a_i)
 
 
-@njit(cache=True)
 def seed(value: int) -> None:
     """Seed the generator of :func:`cs_epoch`'s permutations (numba's own, one per thread)."""
     np.random.seed(value)
 
 
-@njit(cache=True)
 def cs_epoch(
     X: np.ndarray,
     y: np.ndarray,
@@ -99,7 +115,7 @@ def cs_epoch(
     Args:
         X: ``(n, d)`` float64 C-contiguous features.
         y: ``(n,)`` int64 labels in ``[0, K)``.
-        sq_norms: ``(n,)`` ``||phi_i||^2``; samples with 0 are skipped (their alpha stays 0).
+        sq_norms: ``(n,)`` ``||phi_i||^2``; samples with 0 are skipped (their alpha is not changed).
         C: box bound.
         alpha: ``(n, K)`` dual variables (class order), feasible on entry.
         W: ``(K, d)`` C-contiguous, ``== alpha^T X``.
@@ -134,8 +150,8 @@ def cs_epoch(
         x_i = X[i]
         act = n_active[i]
         slots = class_slots[i]
-        for m in range(act):  # gradient of the unshrunk classes only, in slot order
-            g_slot[m] = _dot(W[slots[m]], x_i) + (0.0 if slots[m] == y[i] else 1.0)
+        for m in range(act):  # gradient (shifted by -1) of the unshrunk classes, in slot order
+            g_slot[m] = _dot(W[slots[m]], x_i) - (1.0 if slots[m] == y[i] else 0.0)
         work += act
         min_g, max_g = np.inf, -np.inf
         for m in range(act):
@@ -167,7 +183,9 @@ def cs_epoch(
             active_size -= 1
             index[s], index[active_size] = index[active_size], index[s]
             continue
-        if max_g - min_g <= 1e-12:
+        # liblinear skips violations <= 1e-12; a step moves alpha by violation / a_i, so with
+        # tiny features (a_i C < 1) the threshold shrinks with a_i C
+        if max_g - min_g <= 1e-12 * min(1.0, a_i * C):
             s += 1
             continue
         stopping = max(stopping, max_g - min_g)
@@ -186,27 +204,111 @@ def cs_epoch(
     return active_size, stopping, work
 
 
-@njit(cache=True)
 def cs_gap_terms(
-    X: np.ndarray, y: np.ndarray, W: np.ndarray, alpha: np.ndarray
-) -> tuple[float, float]:
-    """``(sum_i hinge_i, sum_i alpha_{i, y_i})`` for ``X (n, d)``, ``W (K, d)``, ``alpha (n, K)``.
+    X: np.ndarray, y: np.ndarray, W: np.ndarray, alpha: np.ndarray, C: float
+) -> tuple[float, float, float]:
+    """``(sum_i hinge_i, sum_i (C hinge_i - alpha_{i, y_i}), scale)`` for ``X (n, d)``, ``W (K, d)``, ``alpha (n, K)``.
 
-    ``hinge_i = max(0, max_{m != y_i} 1 + w_m.phi_i - w_{y_i}.phi_i)``; the objectives follow from
-    these two sums and ``||W||^2``. One pass over ``X`` (``n K`` dot products), no ``(n, K)`` scores.
+    ``hinge_i = max(0, 1 + delta_i)`` with ``delta_i = max_{m != y_i} (w_m - w_{y_i}).phi_i``; the
+    second sum is computed per sample as ``(C - alpha_iy) + C delta_i`` where the hinge is active,
+    so it keeps its precision when every ``delta_i`` is tiny; ``scale`` sums the magnitudes of its
+    terms (for a rounding allowance). With ``||W||^2`` these give the primal
+    ``1/2 ||W||^2 + C sum hinge`` and the absolute duality gap ``||W||^2 + second sum``
+    (``svm.gap_terms`` is the torch version). One pass over ``X`` (``n K`` dot products), no
+    ``(n, K)`` scores.
     """
     n, k = alpha.shape
     scores = np.empty(k)
-    loss, own = 0.0, 0.0
+    loss, gap, scale = 0.0, 0.0, 0.0
     for i in range(n):
         x_i = X[i]
         for m in range(k):
             scores[m] = _dot(W[m], x_i)
         yi = y[i]
-        worst = 0.0
+        other = -np.inf
         for m in range(k):
             if m != yi:
-                worst = max(worst, 1.0 + scores[m] - scores[yi])
-        loss += worst
-        own += alpha[i, yi]
-    return loss, own
+                other = max(other, scores[m])
+        delta = other - scores[yi]
+        own = alpha[i, yi]
+        if delta > -1.0:
+            loss += 1.0 + delta
+            gap += (C - own) + C * delta
+            scale += abs(C - own) + C * (abs(other) + abs(scores[yi]))
+        else:
+            gap -= own
+            scale += abs(own)
+    return loss, gap, scale
+
+
+#: compile options of each kernel; helpers first, so that the kernels calling them see compiled ones
+_JIT_OPTIONS: dict[str, dict] = {
+    "_dot": {"fastmath": {"reassoc", "contract"}},
+    "_shrinkable": {},
+    "_subproblem": {},
+    "seed": {},
+    "cs_epoch": {},
+    "cs_gap_terms": {},
+}
+
+
+def private_cache_dir() -> Path | None:
+    """A directory for numba's on-disk cache that only the current user can write, or ``None``.
+
+    ``$DATTR_EVAL_CACHE/numba`` (default ``~/.cache/dattr_eval/numba``), created with mode 0700;
+    an existing one owned by this user is set to 0700. ``None`` (with a warning) when it is owned
+    by another user or cannot be created: the kernels are then compiled without a disk cache.
+    """
+    root = Path(os.environ.get("DATTR_EVAL_CACHE") or Path.home() / ".cache" / "dattr_eval")
+    path = root / "numba"
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = path.stat()
+        if hasattr(os, "getuid") and info.st_uid != os.getuid():
+            raise PermissionError(f"{path} is owned by uid {info.st_uid}, not by this user")
+        if stat.S_IMODE(info.st_mode) != 0o700:
+            path.chmod(0o700)
+    except OSError as err:
+        warnings.warn(
+            f"numba's kernel cache is disabled ({err}); the CrammerSingerSVC kernels are compiled "
+            "in every process (a few seconds)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+    return path
+
+
+#: the plain Python functions, compiled by :func:`compiled` (kept to recompile after a cache clear)
+_PYTHON_FUNCTIONS = {name: globals()[name] for name in _JIT_OPTIONS}
+
+
+@functools.cache
+def compiled() -> ModuleType:
+    """This module with every kernel compiled by numba (imported here); raises ``ImportError`` without it.
+
+    The disk cache goes to :func:`private_cache_dir` unless ``NUMBA_CACHE_DIR`` is set. Each
+    kernel is called once on a 2 x 2 problem, so that loading (or, once per installation,
+    compiling) its machine code happens here and not in the first solve.
+    """
+    import numba
+
+    user_dir = os.environ.get("NUMBA_CACHE_DIR")
+    cache_dir = None if user_dir else private_cache_dir()
+    previous = numba.config.CACHE_DIR
+    if cache_dir is not None:
+        numba.config.CACHE_DIR = str(cache_dir)  # read when each dispatcher sets up its cache
+    try:
+        namespace = globals()
+        for name, options in _JIT_OPTIONS.items():
+            namespace[name] = numba.njit(cache=bool(user_dir) or cache_dir is not None, **options)(
+                _PYTHON_FUNCTIONS[name]
+            )
+    finally:
+        numba.config.CACHE_DIR = previous
+    one, zeros = np.ones((2, 2)), np.zeros(2, dtype=np.int64)
+    state = (np.zeros((2, 2)), np.zeros((2, 2)), np.arange(2), 2, np.full(2, 2))
+    cs_epoch(one, zeros, one.sum(1), 1.0, *state, np.tile(np.arange(2), (2, 1)), zeros.copy())
+    cs_gap_terms(one, zeros, one, one, 1.0)
+    seed(0)
+    return sys.modules[__name__]
