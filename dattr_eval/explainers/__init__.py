@@ -17,12 +17,29 @@ names = REGISTRY.names
 get = REGISTRY.get
 
 
+class NotApplicableError(RuntimeError):
+    """Raised by ``explain`` / ``explain_topk`` of an explainer that has no per-test attributions.
+
+    Reference rows such as ``loss`` define only ``self_influence``; an evaluator catches this to
+    mark per-test metrics "not applicable" for them instead of failing.
+    """
+
+
 def create(name: str, **kwargs: Any) -> Explainer:
     """Build the explainer registered under ``name`` with hyperparameters ``kwargs``."""
     return REGISTRY.create(name, **kwargs)
 
 
-__all__ = ["REGISTRY", "Explainer", "NotFittedError", "create", "get", "names", "register"]
+__all__ = [
+    "REGISTRY",
+    "Explainer",
+    "NotApplicableError",
+    "NotFittedError",
+    "create",
+    "get",
+    "names",
+    "register",
+]
 
 # Built-in explainers register on import (kept last: they import ``register`` from here).
 from dattr_eval.discovery import import_submodules

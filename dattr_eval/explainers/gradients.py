@@ -258,15 +258,15 @@ class RandomProjector:
     def _generate(
         self, start: int, stop: int, device: torch.device | str, dtype: torch.dtype
     ) -> torch.Tensor:
+        """Rows ``start..stop-1``, written unit by unit into one preallocated block."""
         size = self.SEED_ROWS
-        parts = []
+        out = torch.empty(stop - start, self.dim_out, device=device, dtype=dtype)
         for index in range(start // size, -(-stop // size)):
             lo = index * size
             unit = self._unit(index, device, dtype)
-            parts.append(unit[max(start, lo) - lo : min(stop, lo + size) - lo])
-        if not parts:
-            return torch.zeros(0, self.dim_out, device=device, dtype=dtype)
-        return torch.cat(parts)
+            first, last = max(start, lo), min(stop, lo + size)
+            out[first - start : last - start] = unit[first - lo : last - lo]
+        return out
 
     def rows(
         self,

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset, TensorDataset
 from dattr_eval.explainers import register
 from dattr_eval.explainers.base import Explainer
 from dattr_eval.explainers.features import classifier_layer, extract_features
+from dattr_eval.explainers.memory import FLOAT64, block_bytes, feature_shape, sample_batch
 from dattr_eval.validation import check_positive
 
 
@@ -150,3 +151,23 @@ class Representer(Explainer):
     def _self_influence(self) -> torch.Tensor:
         coef = self.alpha_.gather(1, self.train_labels_.to(self.alpha_.device)[:, None]).squeeze(1)
         return coef * (self.features_ * self.features_).sum(1)
+
+    def estimate_memory(
+        self, model: nn.Module, train_dataset: Dataset, n_test: int, batch_size: int
+    ) -> int:
+        """Estimated peak extra bytes of ``fit`` + explaining ``batch_size`` inputs + ``self_influence``.
+
+        The features ``n_train x d`` (float32, gathered then concatenated: twice) and their
+        float64 copy, the logits and softmax targets, the L-BFGS objective's ``n_train x K``
+        float64 temporaries, ``alpha``; at ``explain`` three ``(b, n_train)`` blocks.
+        """
+        n, b = len(train_dataset), min(batch_size, max(1, n_test))
+        d, k = feature_shape(model, sample_batch(train_dataset), self.layer)
+        return int(
+            3 * block_bytes(n, d)
+            + block_bytes(n, d, FLOAT64)
+            + 2 * block_bytes(n, k)
+            + 8 * block_bytes(n, k, FLOAT64)
+            + 3 * block_bytes(b, n)
+            + block_bytes(n)
+        )
