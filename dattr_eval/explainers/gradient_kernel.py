@@ -30,7 +30,6 @@ from dattr_eval.explainers.base import ColumnScorer, Explainer
 from dattr_eval.explainers.gradients import (
     Checkpoint,
     Data,
-    RandomProjector,
     grad_dim,
     gradient_row_bytes,
     load_checkpoint,
@@ -77,6 +76,8 @@ class GradientKernelExplainer(Explainer):
     seed: int = 0
     memory_budget: int = 2**30
     progress: bool = False
+    #: rows of working memory the query side ``Q`` allocates per input row (its temporaries)
+    query_copies: int = 0
 
     # ------------------------------------------------------------------ subclass hooks
     def _members(self) -> list[tuple[Checkpoint | None, float]]:
@@ -186,7 +187,7 @@ class GradientKernelExplainer(Explainer):
     def _self_influence(self) -> torch.Tensor:
         """``sum_t w_t <Q_t(R_t g_j), R_t g_j>`` over training blocks, ``(n_train,)``."""
         out = torch.zeros(self.n_train_, device=self.device_)
-        step = self._block_columns()
+        step = max(1, self._block_columns() // (1 + self.query_copies))
         for lo in range(0, self.n_train_, step):
             hi = min(lo + step, self.n_train_)
             for t, weight in enumerate(self.weights_.tolist()):
@@ -200,54 +201,67 @@ class GradientKernelExplainer(Explainer):
     ) -> int:
         """Estimated peak extra bytes of ``fit`` + explaining ``batch_size`` test inputs + ``self_influence``.
 
-        Stored features ``T x n_train x d`` (when they fit ``memory_budget``) or streamed blocks,
-        the checkpoints held, the projection matrix when cached, the test features
-        ``T x b x d``, the ``(b, n_train)`` result, one gradient chunk, and what the subclass
-        adds (:meth:`_extra_memory`).
+        What stays from ``fit`` on (the stored features ``T x n_train x d`` when they fit
+        ``memory_budget``, the checkpoints held, the projection matrix when cached, the
+        solver's state) plus the largest of the three phases' working memory: ``fit`` (one
+        gradient chunk), ``explain`` (the test features ``T x b x d`` with ``query_copies`` rows
+        of ``Q``'s temporaries each, the ``(b, n_train)`` result, a streamed block) and
+        ``self_influence`` (one block of training features and their queries). The subclass adds
+        its solver's memory (:meth:`_solver_memory`).
         """
         names = param_names(model, self.params)
         n_train, b = len(train_dataset), min(batch_size, max(1, n_test))
         members = self._members()
         width = self._estimated_width(model, train_dataset)
-        stored = block_bytes(len(members) * n_train, width)
         work = self._work_budget()
-        sample = sample_batch(train_dataset)
-        row = gradient_row_bytes(model, names, sample, width)
-        gradient_chunk = min(row * self.batch_size, max(row, work))
-        if stored <= self.memory_budget:
-            features = stored
-            block = 0
-        else:
-            features = 0
-            block = block_bytes(min(n_train, max(1, work // (FLOAT32 * width))), width)
-        checkpoints = sum(parameter_count(model) * FLOAT32 for c, _ in members if c is not None)
-        projection = 0
-        if self.projection_dim is not None:
-            dim_in = parameter_count(model, names)
-            projector = make_projector(
-                model, self.params, self.projection_dim, self.projection_kind, self.seed
-            )
-            if isinstance(projector, RandomProjector) and projector.cache:
-                projection = block_bytes(dim_in, self.projection_dim)
-            else:
-                projection = block_bytes(projector.chunk_size, self.projection_dim)
-        queries = block_bytes(len(members) * b, width)
-        result = block_bytes(b, n_train) + block_bytes(n_train)
-        return int(
-            features
-            + block
-            + gradient_chunk
-            + checkpoints
-            + projection
-            + queries
-            + result
-            + self._extra_memory(model, train_dataset, b)
+        row = gradient_row_bytes(model, names, sample_batch(train_dataset), width)
+
+        def chunk(rows: int) -> int:
+            return min(row * rows, max(row, work))
+
+        stored = block_bytes(len(members) * n_train, width)
+        streamed = stored > self.memory_budget
+        block_rows = min(n_train, max(1, work // block_bytes(1, width)))
+        held, fit_work, query_work = self._solver_memory(model, train_dataset, b)
+        persistent = (
+            (0 if streamed else stored)
+            + sum(parameter_count(model) * FLOAT32 for c, _ in members if c is not None)
+            + self._projection_memory(model, names)
+            + held
         )
+        stream = block_bytes(block_rows, width) + chunk(self.batch_size) if streamed else 0
+        explain = (
+            chunk(min(b, self.batch_size))
+            + block_bytes(len(members) * b, width) * (1 + self.query_copies)
+            + 2 * block_bytes(b, n_train)
+            + stream
+        )
+        rows = max(1, block_rows // (1 + self.query_copies))
+        # stored: slices of the features (views), the product and Q's temporaries
+        self_influence = block_bytes(rows, width) * (1 + self.query_copies + streamed) + stream
+        phases = (
+            chunk(self.batch_size) + fit_work,
+            explain + query_work,
+            self_influence + query_work,
+        )
+        return int(persistent + max(phases) + block_bytes(n_train))
+
+    def _projection_memory(self, model: nn.Module, names: list[str]) -> int:
+        """The projection matrix when cached, else one generated chunk of it (0: no projection)."""
+        if self.projection_dim is None:
+            return 0
+        projector = make_projector(
+            model, self.params, self.projection_dim, self.projection_kind, self.seed
+        )
+        rows = projector.dim_in if projector.cache else projector.chunk_size
+        return block_bytes(rows, self.projection_dim)
 
     def _estimated_width(self, model: nn.Module, train_dataset: Dataset) -> int:
         """``d`` before fitting (default: :meth:`_width`)."""
         return self._width(model)
 
-    def _extra_memory(self, model: nn.Module, train_dataset: Dataset, batch: int) -> int:
-        """Bytes a subclass holds beyond the kernel (curvature factors, ...); default 0."""
-        return 0
+    def _solver_memory(
+        self, model: nn.Module, train_dataset: Dataset, batch: int
+    ) -> tuple[int, int, int]:
+        """Bytes of a subclass's own state: ``(held from fit on, fit working, per-query working)``."""
+        return 0, 0, 0

@@ -39,13 +39,20 @@ from tqdm.auto import tqdm
 from dattr_eval.data.loading import make_loader
 from dattr_eval.explainers.features import classifier_layer
 from dattr_eval.explainers.layer_grads import hooked_layers, layer_gradients
-from dattr_eval.explainers.memory import FLOAT32, activation_floats, parameter_count, sample_batch
+from dattr_eval.explainers.memory import (
+    FLOAT32,
+    activation_floats,
+    parameter_count,
+    parameter_modules,
+    sample_batch,
+)
 from dattr_eval.parallel import cat_shards, current_backend, map_shards
 from dattr_eval.validation import check_choice, check_positive
 
 #: per-sample-gradient working memory per sample, in units of the gradient size and of the
 #: activations (see :func:`gradient_row_bytes`)
-GRADIENT_COPIES = 4
+HOOK_GRADIENT_COPIES = 2
+VMAP_GRADIENT_COPIES = 4
 ACTIVATION_COPIES = 4
 #: :func:`make_projector` caches the projection matrix when it takes at most this many bytes
 PROJECTOR_CACHE_BYTES = 256 * 2**20
@@ -366,23 +373,26 @@ def _num_samples(data: Data) -> int:
 def gradient_row_bytes(
     model: nn.Module, names: Sequence[str], sample: torch.Tensor, width: int | None = None
 ) -> int:
-    """Working bytes per sample of one vmapped per-sample-gradient call (the chunk's cost model).
+    """Working bytes per sample of one per-sample-gradient batch (the chunk's cost model).
 
-    ``GRADIENT_COPIES x p`` float32 entries (the vmapped gradients, the backward's per-sample
-    weight-gradient temporaries, their flattened copy) plus ``ACTIVATION_COPIES x`` the sample's
-    activations (forward outputs kept for the backward, and their gradients) plus the ``width``
-    entries of its output row (``p`` when ``None``). Calibrated on the CNNs of the benchmarks
-    (``tests/test_memory_estimate.py`` checks the estimates built on it).
+    ``c x p`` float32 entries (``c = HOOK_GRADIENT_COPIES`` on the layer-hook path: the
+    per-layer gradients and their copy into the result; ``VMAP_GRADIENT_COPIES`` under
+    ``vmap``, whose backward keeps per-sample weight-gradient temporaries) plus
+    ``ACTIVATION_COPIES x`` the activations from the first selected layer onward (kept for the
+    backward, and their gradients) plus the ``width`` entries of its output row (``p`` when
+    ``None``). Calibrated on the benchmarks' CNNs; ``tests/test_memory_estimate.py`` checks the
+    estimates built on it against measured peaks.
 
     Args:
         names: the selected parameter names (``param_names``).
         sample: one input as a batch of one, ``(1, ...)``.
     """
     p = parameter_count(model, names)
-    acts = activation_floats(model, sample)
-    return FLOAT32 * (
-        GRADIENT_COPIES * p + ACTIVATION_COPIES * acts + (p if width is None else width)
+    acts = activation_floats(model, sample, parameter_modules(model, names))
+    copies = (
+        HOOK_GRADIENT_COPIES if hooked_layers(model, names) is not None else VMAP_GRADIENT_COPIES
     )
+    return FLOAT32 * (copies * p + ACTIVATION_COPIES * acts + (p if width is None else width))
 
 
 def chunk_rows(row_bytes: int, memory_budget: int | None, cap: int) -> int:

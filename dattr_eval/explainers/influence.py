@@ -19,7 +19,14 @@ from dattr_eval.explainers.hessian import (
     default_lissa_scale,
     lissa,
 )
-from dattr_eval.explainers.kfac import KINDS, LABELS, KroneckerInverse, kronecker_layers
+from dattr_eval.explainers.kfac import (
+    EIGENVALUE_CHUNK,
+    KINDS,
+    LABELS,
+    KroneckerInverse,
+    kronecker_layers,
+)
+from dattr_eval.explainers.layer_grads import layer_inputs
 from dattr_eval.explainers.memory import (
     DEFAULT_MEMORY_BUDGET,
     FLOAT32,
@@ -27,6 +34,7 @@ from dattr_eval.explainers.memory import (
     activation_floats,
     block_bytes,
     parameter_count,
+    parameter_modules,
     sample_batch,
 )
 from dattr_eval.validation import check_choice, check_positive
@@ -34,6 +42,8 @@ from dattr_eval.validation import check_choice, check_positive
 SOLVERS = ("exact", "cg", "lissa", "arnoldi", *KINDS)
 #: activation copies per right-hand side in a forward-over-reverse Hessian-vector product
 HVP_COPIES = 6
+#: at most this many right-hand sides per vectorised Hessian-vector product
+MAX_RHS_CHUNK = 64
 
 
 @register("influence")
@@ -81,6 +91,8 @@ class InfluenceFunction(GradientKernelExplainer):
     """
 
     summary = "influence functions: test gradient x inverse Hessian x train gradient"
+    #: the inverse-curvature products keep several rows per right-hand side (rotations, CG vectors)
+    query_copies = 6
     citation = (
         "Koh & Liang, Understanding Black-box Predictions via Influence Functions, ICML 2017; "
         "Schioppa et al., Scaling Up Influence Functions, AAAI 2022 (arnoldi); "
@@ -231,11 +243,13 @@ class InfluenceFunction(GradientKernelExplainer):
         per right-hand side (forward, backward and their tangents) plus the ``p`` entries of its
         gradient and tangent.
         """
-        per_rhs = FLOAT32 * (
-            HVP_COPIES * self.batch_size * activation_floats(model, sample_batch(data))
-            + 4 * parameter_count(model, self.param_names_)
-        )
-        return max(1, min(64, self._work_budget() // per_rhs))
+        return max(1, min(MAX_RHS_CHUNK, self._work_budget() // self._rhs_bytes(model, data)))
+
+    def _rhs_bytes(self, model: nn.Module, data: Dataset) -> int:
+        """Bytes of one right-hand side in a vectorised Hessian-vector product over a batch."""
+        names = param_names(model, self.params)
+        acts = activation_floats(model, sample_batch(data), parameter_modules(model, names))
+        return FLOAT32 * (HVP_COPIES * self.batch_size * acts + 4 * parameter_count(model, names))
 
     def _precondition(self, rep: torch.Tensor) -> torch.Tensor:
         """Gradients ``(m, p)`` (Arnoldi: coordinates ``(m, k)``) times ``H^{-1}``, same shape."""
@@ -256,28 +270,62 @@ class InfluenceFunction(GradientKernelExplainer):
             return self.inverse_.solve(rep)
         return self.inverse_.precondition(rep)  # arnoldi, kfac, ekfac
 
-    def _extra_memory(self, model: nn.Module, train_dataset: Dataset, batch: int) -> int:
-        """The solver's own memory: dense Hessian, Krylov basis, K-FAC factors, CG vectors."""
+    def _solver_memory(
+        self, model: nn.Module, train_dataset: Dataset, batch: int
+    ) -> tuple[int, int, int]:
+        """Dense Hessian and factor, Krylov basis, K-FAC factors and passes, CG / LiSSA vectors."""
         names = param_names(model, self.params)
         p = parameter_count(model, names)
         if self.solver == "exact":
-            return 3 * block_bytes(p, p, FLOAT64)
+            return 2 * block_bytes(p, p, FLOAT64), 2 * block_bytes(p, p, FLOAT64), 0
         if self.solver == "arnoldi":
-            return block_bytes(self.arnoldi_iter + 1 + self.arnoldi_top_k, p)
+            eigenvectors = block_bytes(min(self.arnoldi_top_k, self.arnoldi_iter), p)
+            return eigenvectors, block_bytes(self.arnoldi_iter + 1, p), 0
         if self.solver in ("cg", "lissa"):
             # X, R, P, A P (CG) or h, B and the products (LiSSA) for the test batch, plus the
             # vectorised products (bounded by the working budget)
-            return 5 * block_bytes(batch, p) + self._work_budget()
-        return kronecker_memory(model, names)  # kfac, ekfac
+            hvp = min(MAX_RHS_CHUNK, batch) * self._rhs_bytes(model, train_dataset)
+            return 0, 0, 5 * block_bytes(batch, p) + min(hvp, self._work_budget())
+        return kronecker_memory(model, names, sample_batch(train_dataset), self.batch_size)
 
 
-def kronecker_memory(model: nn.Module, names: list[str]) -> int:
-    """Bytes of the K-FAC / EK-FAC factors: per layer ``A``, ``S`` (float64) and their eigenbases."""
-    total = 0
-    for layer in kronecker_layers(model, names):
-        weight = layer.module.weight
-        d_in = weight[0].numel() + int(layer.has_bias)
-        d_out = weight.shape[0]
-        total += 2 * (block_bytes(d_in, d_in, FLOAT64) + block_bytes(d_out, d_out, FLOAT64))
-        total += 2 * block_bytes(d_out, d_in, FLOAT64)
-    return total
+def kronecker_memory(
+    model: nn.Module, names: list[str], sample: torch.Tensor, batch_size: int
+) -> tuple[int, int, int]:
+    """Bytes of K-FAC / EK-FAC fitted on batches of ``batch_size``: ``(held, fit working, 0)``.
+
+    Held: the factors, per layer ``A``, ``S`` (float64), their eigenbases and eigenvalues. The passes:
+    every layer's inputs and output gradients of a batch, ``(b, T, d_in' + d_out)`` float32, the
+    float64 copies of one chunk of ``EIGENVALUE_CHUNK`` samples, and EK-FAC's rotated per-sample
+    gradients and their squares, ``2 x (chunk, d_out, d_in')`` float64; plus the batch's
+    activations kept for the backward.
+    """
+    layers = kronecker_layers(model, names)
+    shapes: list[tuple[int, int, int]] = []
+
+    def record(layer):
+        def hook(module, args, _out):
+            a = layer_inputs(module, args[0], layer.has_bias)
+            shapes.append((a.shape[1], a.shape[2], layer.d_out))
+
+        return hook
+
+    handles = [lay.module.register_forward_hook(record(lay)) for lay in layers]
+    try:
+        with torch.no_grad():
+            model(sample.to(next(model.parameters()).device))
+    finally:
+        for h in handles:
+            h.remove()
+    factors = sum(
+        2 * (block_bytes(i, i, FLOAT64) + block_bytes(o, o, FLOAT64) + block_bytes(o, i, FLOAT64))
+        for _, i, o in shapes
+    )
+    captured = sum(block_bytes(batch_size * t, i + o) for t, i, o in shapes)
+    chunk = min(batch_size, EIGENVALUE_CHUNK)
+    per_layer = max(
+        block_bytes(chunk * t, i + o, FLOAT64) + 2 * block_bytes(chunk * o, i, FLOAT64)
+        for t, i, o in shapes
+    )
+    acts = activation_floats(model, sample, parameter_modules(model, names))
+    return factors, factors + captured + per_layer + block_bytes(batch_size, 2 * acts), 0

@@ -43,6 +43,8 @@ KINDS = ("kfac", "ekfac")
 LABELS = ("sampled", "true")
 #: kronfluence's ``HEURISTIC_DAMPING_SCALE``: ``damping=None`` means this times the mean eigenvalue
 HEURISTIC_DAMPING_SCALE = 0.1
+#: samples whose rotated per-sample gradients ``(b, d_out, d_in')`` (float64) EK-FAC forms at once
+EIGENVALUE_CHUNK = 32
 
 
 @dataclass
@@ -234,10 +236,12 @@ class KroneckerInverse:
             layer.eigenvalues = torch.zeros_like(layer.eigenvalues)
         for batch in batches:
             for layer, (a, s) in zip(self.layers, batch):
-                rotated = torch.einsum(
-                    "bto,bti->boi", s.double() @ layer.q_s, a.double() @ layer.q_a
-                )
-                layer.eigenvalues += (rotated**2).sum(0) / n
+                for lo in range(0, a.shape[0], EIGENVALUE_CHUNK):  # bounds the float64 blocks
+                    hi = lo + EIGENVALUE_CHUNK
+                    rotated = torch.einsum(
+                        "bto,bti->boi", s[lo:hi].double() @ layer.q_s, a[lo:hi].double() @ layer.q_a
+                    )
+                    layer.eigenvalues += (rotated**2).sum(0) / n
 
     def precondition(self, G: torch.Tensor) -> torch.Tensor:
         """``G (m, p)`` times ``(K + damping I)^{-1}`` (``K`` is symmetric), ``(m, p)``, ``G``'s dtype."""

@@ -65,18 +65,23 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def activation_floats(model: nn.Module, sample: torch.Tensor) -> int:
-    """Entries of every leaf module's output for the batch ``sample`` (forward hooks), per sample.
+def activation_floats(
+    model: nn.Module, sample: torch.Tensor, from_modules: Sequence[nn.Module] | None = None
+) -> int:
+    """Entries of the leaf modules' outputs for the batch ``sample`` (forward hooks), per sample.
 
-    The activations a backward pass keeps, up to the few modules that save their input instead.
+    With ``from_modules``, only the outputs from the first call of one of them onward: what a
+    backward pass to those modules' parameters keeps (earlier outputs need no gradient).
     """
-    total = [0]
+    total, started = [0], [from_modules is None]
+    starts = {id(m) for m in from_modules or ()}
 
-    def count(_module, _args, output) -> None:
-        if isinstance(output, torch.Tensor):
+    def count(module, _args, output) -> None:
+        started[0] = started[0] or id(module) in starts
+        if started[0] and isinstance(output, torch.Tensor):
             total[0] += output.numel()
 
-    leaves = [m for m in model.modules() if not list(m.children())]
+    leaves = [m for m in model.modules() if not list(m.children()) or id(m) in starts]
     handles = [m.register_forward_hook(count) for m in leaves]
     try:
         model(sample.to(_model_device(model)))
@@ -84,6 +89,16 @@ def activation_floats(model: nn.Module, sample: torch.Tensor) -> int:
         for h in handles:
             h.remove()
     return total[0] // max(1, sample.shape[0])
+
+
+def parameter_modules(model: nn.Module, names: Sequence[str]) -> list[nn.Module]:
+    """The modules that directly hold the parameters ``names``."""
+    chosen, found = set(names), []
+    for module_name, module in model.named_modules():
+        prefix = f"{module_name}." if module_name else ""
+        if any(prefix + n in chosen for n, _ in module.named_parameters(recurse=False)):
+            found.append(module)
+    return found
 
 
 def feature_shape(
