@@ -58,7 +58,7 @@ OURS: dict[str, tuple[str, dict]] = {
         {
             "checkpoints": "<checkpoints>",
             "learning_rates": "<learning_rates>",
-            "memory_budget": 64 * 2**20,
+            "memory_budget": 128 * 2**20,
         },
     ),
     "trak": ("trak", {"projection_dim": TRAK_DIM}),

@@ -30,6 +30,7 @@ from dattr_eval.explainers.base import ColumnScorer, Explainer
 from dattr_eval.explainers.gradients import (
     Checkpoint,
     Data,
+    chunk_rows,
     grad_dim,
     gradient_row_bytes,
     load_checkpoint,
@@ -65,8 +66,9 @@ class GradientKernelExplainer(Explainer):
       width ``d``.
 
     Fitted: ``states_`` (``T`` state dicts or ``None``), ``weights_`` ``(T,)`` float64,
-    ``projectors_``, ``stores_train_features_`` (bool), ``train_features_`` (``T`` tensors
-    ``(n_train, d)``, or ``None`` when streamed).
+    ``projectors_``, ``width_`` (``d``), ``chunk_rows_`` (samples per gradient batch),
+    ``stores_train_features_`` (bool), ``train_features_`` (``T`` tensors ``(n_train, d)``, or
+    ``None`` when streamed).
     """
 
     loss: str = "ce"
@@ -118,8 +120,7 @@ class GradientKernelExplainer(Explainer):
             params=self.params,
             projector=self.projectors_[member],
             state_dict=self.states_[member],
-            batch_size=self.batch_size,
-            memory_budget=self._work_budget(),
+            batch_size=self.chunk_rows_,
             device=self.device_,
             progress=self.progress,
         )
@@ -150,6 +151,11 @@ class GradientKernelExplainer(Explainer):
         self.weights_ = torch.tensor([w for _, w in members], dtype=torch.float64)
         self.projectors_ = [self._projector(model, t) for t in range(len(members))]
         self.width_ = self._width(model)
+        # samples per gradient batch, sized once here (not at every streamed block)
+        row = gradient_row_bytes(
+            model, param_names(model, self.params), sample_batch(train_dataset), self.width_
+        )
+        self.chunk_rows_ = chunk_rows(row, self._work_budget(), self.batch_size)
         stored = block_bytes(len(members) * len(train_dataset), self.width_)
         self.stores_train_features_ = stored <= self.memory_budget
         self.train_features_ = None
