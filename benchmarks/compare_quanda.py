@@ -1,13 +1,13 @@
 """dattr_eval metrics side by side with quanda 0.5.0 on the same saved tensors.
 
-quanda needs captum<0.9 (numpy<2), so it lives in its own venv, e.g.::
+quanda needs captum<0.9 (numpy<2), so it lives in its own venv, e.g. (from the repository root)::
 
-    python3 -m venv /tmp/quanda-venv
-    /tmp/quanda-venv/bin/pip install quanda omegaconf torch torchvision "pyarrow==25.0.0"
+    python3 -m venv .venv-quanda
+    .venv-quanda/bin/pip install quanda omegaconf torch torchvision "pyarrow==25.0.0"
 
 Run (from the repository root)::
 
-    .venv/bin/python benchmarks/compare_quanda.py --quanda-python /tmp/quanda-venv/bin/python
+    .venv/bin/python benchmarks/compare_quanda.py --quanda-python .venv-quanda/bin/python
 
 The script builds the tensors here (a small MLP on scikit-learn digits with 10 % flipped training
 labels, ``grad_dot`` attributions and self-influence, the same explainer on a randomised model,
@@ -389,7 +389,11 @@ def write_table(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quanda-python", default="/tmp/quanda-venv/bin/python")
+    parser.add_argument(
+        "--quanda-python",
+        default=".venv-quanda/bin/python",
+        help="an interpreter with quanda installed (default: .venv-quanda/bin/python)",
+    )
     parser.add_argument("--quanda-side", nargs=2, metavar=("IN", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quanda_side:
@@ -411,7 +415,9 @@ def main() -> None:
         )
         theirs = torch.load(path_out, weights_only=True)
     mine = {variant: ours(t) for variant, t in data.items()}
-    command = f"{Path(sys.executable).relative_to(Path.cwd()) if Path(sys.executable).is_relative_to(Path.cwd()) else sys.executable} benchmarks/compare_quanda.py --quanda-python {args.quanda_python}"
+    exe = Path(sys.executable)
+    python = exe.relative_to(Path.cwd()) if exe.is_relative_to(Path.cwd()) else "python"
+    command = f"{python} benchmarks/compare_quanda.py --quanda-python {args.quanda_python}"
     text = write_table(
         mine, theirs["scores"], theirs["version"], time.perf_counter() - start, command, base
     )

@@ -1,9 +1,10 @@
 """tracin vs Captum ``TracInCP`` and trak vs ``traker`` on the same digits CNN, checkpoints and seeds.
 
-Run from the repository root, with an interpreter that has captum and traker (see
-``benchmarks/peer_runners.py`` for the peer venv)::
+Run from the repository root in a venv with the ``peers`` extra (``.ci/peers`` makes one,
+``.venv-peers``); the peers run through their registered adapters (``captum.tracin``,
+``traker.trak``)::
 
-    /tmp/peer4-venv/bin/python benchmarks/compare_tracin_trak.py
+    .venv-peers/bin/python benchmarks/compare_tracin_trak.py
 
 Writes ``benchmarks/results/compare_tracin_trak.md``. Setup: 1,000 digits for training, 200 test
 points explained for the final model's prediction; the CNN of ``benchmarks/digits_cnn.py`` trained
@@ -24,14 +25,13 @@ from scipy.stats import pearsonr, spearmanr
 from torch.utils.data import TensorDataset
 
 from dattr_eval import explainers
+from dattr_eval.explainers.adapters.traker import traker_projection
+from dattr_eval.explainers.gradients import grad_dim
+from dattr_eval.explainers.trak import TRAK
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _child import interpreter
 from digits_cnn import accuracy, digits, machine_line, train_with_checkpoints
-from peer_runners import (
-    captum_tracincp,
-    trak_with_traker_projection,
-    traker_scores,
-)
 
 N_TRAIN, N_TEST, PROJ = 1000, 200, 512
 RESULTS = Path(__file__).parent / "results" / "compare_tracin_trak.md"
@@ -46,6 +46,28 @@ def agreement(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float, float]:
         float(spearmanr(a.ravel(), b.ravel())[0]),
         float(rows),
     )
+
+
+def captum_tracincp(model, dataset, x, targets, paths, lrs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Captum ``TracInCP`` (adapter ``captum.tracin``): scores ``(n_test, n_train)`` and self-influence."""
+    peer = explainers.create("captum.tracin", checkpoints=paths, learning_rates=lrs, batch_size=64)
+    peer.fit(model, dataset)
+    return peer.explain(x, targets), peer.self_influence()
+
+
+def traker_scores(model, dataset, x, targets, states, seed: int) -> torch.Tensor:
+    """traker's ``TRAKer`` (adapter ``traker.trak``, ``BasicProjector``, float32), ``(n_test, n_train)``."""
+    peer = explainers.create("traker.trak", checkpoints=states, projection_dim=PROJ, seed=seed)
+    return peer.fit(model, dataset).explain(x, targets)
+
+
+class TRAKWithTrakerProjection(TRAK):
+    """Our ``trak``, projecting with traker's matrices (to separate the formula from the randomness)."""
+
+    def _projector(self, model, member):
+        dim = grad_dim(model, self.params)
+        matrix = traker_projection(dim, self.projection_dim, self.seed, member, block_size=100)
+        return lambda g: g @ matrix.to(g.device)
 
 
 def timed(fn):
@@ -73,7 +95,7 @@ def main() -> None:
 
         # ------------------------------------------------------------ TracIn
         (theirs, their_si), t_peer = timed(
-            lambda: captum_tracincp(model, train, (test[0], targets), paths, lrs, batch_size=64)
+            lambda: captum_tracincp(model, dataset, test[0], targets, paths, lrs)
         )
         ours = explainers.create("tracin", checkpoints=paths, learning_rates=lrs)
         a, t_ours = timed(lambda: ours.fit(model, dataset).explain(test[0], targets))
@@ -96,12 +118,12 @@ def main() -> None:
 
         # ------------------------------------------------------------ TRAK, one model
         final = [model.state_dict()]
-        tk0, t_peer = timed(
-            lambda: traker_scores(model, train, (test[0], targets), final, proj_dim=PROJ, seed=0)
-        )
-        tk1 = traker_scores(model, train, (test[0], targets), final, proj_dim=PROJ, seed=1)
+        tk0, t_peer = timed(lambda: traker_scores(model, dataset, test[0], targets, final, seed=0))
+        tk1 = traker_scores(model, dataset, test[0], targets, final, seed=1)
         same = (
-            trak_with_traker_projection(PROJ, seed=0).fit(model, dataset).explain(test[0], targets)
+            TRAKWithTrakerProjection(projection_dim=PROJ, seed=0)
+            .fit(model, dataset)
+            .explain(test[0], targets)
         )
         ours0, t_ours = timed(
             lambda: (
@@ -135,8 +157,9 @@ def main() -> None:
         )
 
         # ------------------------------------------------------------ TRAK, ensemble of checkpoints
-        tk_ens = traker_scores(model, train, (test[0], targets), states, proj_dim=PROJ, seed=0)
-        same_ens = trak_with_traker_projection(PROJ, seed=0, checkpoints=states).fit(model, dataset)
+        tk_ens = traker_scores(model, dataset, test[0], targets, states, seed=0)
+        same_ens = TRAKWithTrakerProjection(projection_dim=PROJ, seed=0, checkpoints=states)
+        same_ens.fit(model, dataset)
         a_ens = same_ens.explain(test[0], targets)
         row(
             "trak vs traker, same projections, 3-checkpoint ensemble",
@@ -174,7 +197,7 @@ def main() -> None:
             "",
             f"- date: {machine_line()}; captum {__import__('captum').__version__}, traker 0.3.2",
             (
-                "- command: `/tmp/peer4-venv/bin/python benchmarks/compare_tracin_trak.py` "
+                f"- command: `{interpreter()} benchmarks/compare_tracin_trak.py` "
                 f"({time.perf_counter() - start_all:.0f} s in all)"
             ),
             (

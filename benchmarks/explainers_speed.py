@@ -1,9 +1,10 @@
 """Fit and explain time and peak memory of every registered explainer, beside the peer implementations.
 
-Run from the repository root (peers are included where importable; see
-``benchmarks/peer_runners.py`` for the peer venv)::
+Run from the repository root in a venv with the ``peers`` extra (``.ci/peers`` makes one,
+``.venv-peers``); peers are included where importable, through their registered adapters
+(``captum.tracin``, ``traker.trak``, ``captum.arnoldi``, ``kronfluence.ekfac``)::
 
-    /tmp/peers-venv/bin/python benchmarks/explainers_speed.py
+    .venv-peers/bin/python benchmarks/explainers_speed.py
 
 Setup: scikit-learn digits, 1,000 training images and 200 test images, the small CNN of
 ``benchmarks/digits_cnn.py`` (18,346 parameters) trained by SGD with 3 checkpoints; the 200 test
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -34,11 +36,11 @@ import torch
 from torch.utils.data import TensorDataset
 
 from dattr_eval import explainers
+from dattr_eval.evaluation.evaluator import builtin_explainers
 from dattr_eval.evaluation.profiling import MemorySampler, PhaseTimer
 
 sys.path.insert(0, str(Path(__file__).parent))
-import peer_runners
-from _child import run_child
+from _child import interpreter, run_child
 from digits_cnn import accuracy, digits, digits_cnn, machine_line, train_with_checkpoints
 
 N_TRAIN, N_TEST, TRAK_DIM = 1000, 200, 512
@@ -50,6 +52,16 @@ RESULTS = Path(__file__).parent / "results" / "explainers_speed.md"
 #: "<checkpoints>" / "<learning_rates>" are filled with the saved checkpoints
 OURS: dict[str, tuple[str, dict]] = {
     "tracin": ("tracin", {"checkpoints": "<checkpoints>", "learning_rates": "<learning_rates>"}),
+    # the training gradients (3 x 1000 x 18,346 floats, 210 MiB) recomputed per explain call
+    # instead of stored, as Captum's TracInCP does: the same scores
+    "tracin streamed": (
+        "tracin",
+        {
+            "checkpoints": "<checkpoints>",
+            "learning_rates": "<learning_rates>",
+            "memory_budget": 128 * 2**20,
+        },
+    ),
     "trak": ("trak", {"projection_dim": TRAK_DIM}),
     "influence exact (last layer)": ("influence", {"solver": "exact", "params": "last_layer"}),
     # CG and LiSSA shortened from their defaults (100 iterations, depth 1000), which need far more
@@ -62,16 +74,34 @@ OURS: dict[str, tuple[str, dict]] = {
 }
 #: runs whose attributions are saved, and the pairs whose Pearson correlation is reported
 KEEP_SCORES = {"influence ekfac": "kronfluence EK-FAC"}
-#: peer run id -> (the run of ours it is compared with, runner description)
-PEERS: dict[str, tuple[str, str]] = {
-    "Captum TracInCP": ("tracin", "3 checkpoints, per-sample gradients by loop"),
-    "traker": ("trak", f"BasicProjector (CPU), k={TRAK_DIM}, float32"),
+#: peer run id -> (registered adapter, hyperparameters, the runs of ours it is compared with,
+#: description); "<checkpoints>" / "<learning_rates>" / "<final>" filled as for ours
+PEERS: dict[str, tuple[str, dict, tuple[str, ...], str]] = {
+    "Captum TracInCP": (
+        "captum.tracin",
+        {"checkpoints": "<checkpoints>", "learning_rates": "<learning_rates>"},
+        ("tracin", "tracin streamed"),
+        "3 checkpoints, per-sample gradients by loop",
+    ),
+    "traker": (
+        "traker.trak",
+        {"projection_dim": TRAK_DIM},
+        ("trak",),
+        f"BasicProjector (CPU), k={TRAK_DIM}, float32",
+    ),
     "Captum ArnoldiInfluenceFunction": (
-        "influence arnoldi",
-        "arnoldi_dim 100, projection_dim 20, hessian_reg 1e-3 (= ours: 100 iterations, top 20, damping 1e-3)",
+        "captum.arnoldi",
+        {"projection_dim": 20, "arnoldi_dim": 100, "hessian_reg": 1e-3},
+        ("influence arnoldi",),
+        (
+            "arnoldi_dim 100, projection_dim 20, hessian_reg 1e-3 (= ours: 100 iterations, top 20, "
+            "damping 1e-3)"
+        ),
     ),
     "kronfluence EK-FAC": (
-        "influence ekfac",
+        "kronfluence.ekfac",
+        {"damping": KRONFLUENCE_DAMPING},
+        ("influence ekfac",),
         "EK-FAC factors from sampled labels, damping_factor 1e-8 (= ours), pairwise scores",
     ),
 }
@@ -84,9 +114,14 @@ PEER_MODULES = {
 
 
 def our_runs() -> dict[str, tuple[str, dict]]:
-    """Every registered explainer at its defaults, with the settings of ``OURS`` where given."""
+    """Every built-in explainer with attributions at its defaults, with ``OURS``'s settings where given.
+
+    Peer adapters run as peers; ``loss`` has no ``explain`` (a reference row).
+    """
     runs: dict[str, tuple[str, dict]] = {}
-    for name in explainers.names():
+    for name in builtin_explainers():
+        if name == "loss":
+            continue
         variants = {k: v for k, v in OURS.items() if v[0] == name}
         runs.update(variants or {name: (name, {})})
     return runs
@@ -99,27 +134,7 @@ def run_once(run: str, setup: dict, timer: PhaseTimer) -> torch.Tensor:
     model.load_state_dict(setup["state"])
     model.eval()
     train, x_test, targets = setup["train"], setup["x_test"], setup["targets"]
-    if run == "Captum TracInCP":
-        return peer_runners.captum_tracincp(
-            model, train, (x_test, targets), setup["checkpoints"], setup["lrs"], timer=timer
-        )[0]
-    if run == "traker":
-        return peer_runners.traker_scores(
-            model, train, (x_test, targets), [setup["state"]], proj_dim=TRAK_DIM, timer=timer
-        )
-    if run == "Captum ArnoldiInfluenceFunction":
-        return peer_runners.captum_arnoldi(
-            model,
-            train,
-            (x_test, targets),
-            setup["checkpoints"][-1],
-            projection_dim=20,
-            arnoldi_dim=100,
-            timer=timer,
-        )
-    if run == "kronfluence EK-FAC":
-        return peer_runners.kronfluence_ekfac(model, train, (x_test, targets), timer=timer)
-    name, hyper = our_runs()[run]
+    name, hyper = PEERS[run][:2] if run in PEERS else our_runs()[run]
     fill = {"<checkpoints>": setup["checkpoints"], "<learning_rates>": setup["lrs"]}
     hyper = {k: fill.get(v, v) if isinstance(v, str) else v for k, v in hyper.items()}
     xpl = explainers.create(name, **hyper)
@@ -129,6 +144,12 @@ def run_once(run: str, setup: dict, timer: PhaseTimer) -> torch.Tensor:
         return xpl.explain(x_test, targets)
 
 
+def process_cpu_seconds() -> float:
+    """User + system CPU seconds of this process (all threads) so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def scores_path(setup_path: str | Path, run: str) -> Path:
     return Path(setup_path).parent / f"scores_{run.replace(' ', '_')}.pt"
 
@@ -136,9 +157,11 @@ def scores_path(setup_path: str | Path, run: str) -> Path:
 def child(run: str, setup_path: str, repeats: int) -> None:
     """Up to ``repeats`` runs (fewer once 60 s are spent): the fastest fit and explain, the first run's memory."""
     setup = torch.load(setup_path, weights_only=False)
+    cpu_before = process_cpu_seconds()
     with MemorySampler() as memory:
         first = PhaseTimer()
         scores = run_once(run, setup, first)
+    cpu = process_cpu_seconds() - cpu_before
     if run in KEEP_SCORES or run in KEEP_SCORES.values():
         torch.save(scores.detach().float(), scores_path(setup_path, run))
     fits, explains = [first.seconds["fit"]], [first.seconds["explain"]]
@@ -155,6 +178,7 @@ def child(run: str, setup_path: str, repeats: int) -> None:
                 "fit": min(fits),
                 "explain": min(explains),
                 "rss": memory.rss_increase_mb,
+                "cpu": cpu,
                 "n": len(fits),
             }
         )
@@ -241,7 +265,7 @@ def main() -> None:
         "",
         f"- date: {machine_line()}",
         (
-            f"- command: `{sys.executable} benchmarks/explainers_speed.py"
+            f"- command: `{interpreter()} benchmarks/explainers_speed.py"
             f"{' --only ' + args.only if args.only else ''}` "
             f"({time.perf_counter() - start_all:.0f} s in all, timeout {args.timeout:.0f} s per run)"
         ),
@@ -256,14 +280,16 @@ def main() -> None:
             f"{accuracy(model, test):.3f}; 3 checkpoints (epochs 4, 8, 12, lr 0.1) for TracIn; the "
             "200 test points explained in one `explain` call for the model's predictions. Each run in "
             "its own subprocess, sequentially; seconds = the fastest of `runs` repetitions; memory = "
-            "peak RSS during the first fit + explain minus RSS before (MiB, sampled every 5 ms). Other jobs share the 2 cores: compare rows of this "
-            "run, not across runs."
+            "peak RSS during the first fit + explain minus RSS before (MiB, sampled every 5 ms); "
+            "CPU s = user + system CPU seconds of that first fit + explain (all threads). Other "
+            "jobs share the 2 cores: compare rows of this run, not across runs; under a heavy "
+            "load the CPU seconds compare methods better than wall-clock seconds."
         ),
         "",
         "## Ours",
         "",
-        "| explainer | settings | fit s | explain s | total s | peak memory MiB | runs | status |",
-        "|---|---|---|---|---|---|---|---|",
+        "| explainer | settings | fit s | explain s | total s | CPU s | peak memory MiB | runs | status |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for run, (name, hyper) in ours.items():
         if run not in results:
@@ -272,36 +298,40 @@ def main() -> None:
         total = f"{r['fit'] + r['explain']:.2f}" if r["status"] == "ok" else "—"
         settings = ", ".join(f"{k}={v}" for k, v in hyper.items() if not str(v).startswith("<"))
         if name == "tracin":
-            settings = "3 checkpoints, exact gradients"
+            settings = "3 checkpoints, exact gradients" + (f", {settings}" if settings else "")
         lines.append(
             f"| `{name}` | {settings or 'defaults'} | {fmt(r, 'fit')} | {fmt(r, 'explain')} | "
-            f"{total} | {fmt(r, 'rss', 0)} | {r.get('n', '—')} | {r['status']} |"
+            f"{total} | {fmt(r, 'cpu', 1)} | {fmt(r, 'rss', 0)} | {r.get('n', '—')} | {r['status']} |"
         )
     lines += [
         "",
         "## Side by side with the peers",
         "",
-        "| peer | settings | fit s | explain s | total s | memory MiB | ours | ours total s | ours memory MiB | peer / ours time |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        (
+            "Memory ratio = our peak memory / the peer's (<= 1.0x: ours needs no more); time "
+            "ratios = the peer's total wall-clock (CPU) seconds / ours (> 1: ours is faster)."
+        ),
+        "",
+        "| peer | settings | total s | CPU s | memory MiB | ours | ours total s | ours CPU s | ours memory MiB | peer / ours time | peer / ours CPU | ours / peer memory |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for peer, (mine, desc) in peers.items():
-        if peer not in results or mine not in results:
-            continue
-        p, o = results[peer], results[mine]
-        ok = p["status"] == "ok" and o["status"] == "ok"
-        p_total = p["fit"] + p["explain"] if p["status"] == "ok" else float("nan")
-        o_total = o["fit"] + o["explain"] if o["status"] == "ok" else float("nan")
-        ratio = (
-            f"{p_total / o_total:.1f}x"
-            if ok
-            else p["status"]
-            if p["status"] != "ok"
-            else o["status"]
-        )
-        lines.append(
-            f"| {peer} | {desc} | {fmt(p, 'fit')} | {fmt(p, 'explain')} | "
-            f"{p_total:.2f} | {fmt(p, 'rss', 0)} | `{mine}` | {o_total:.2f} | {fmt(o, 'rss', 0)} | {ratio} |"
-        )
+    for peer, (_, _, mine_runs, desc) in peers.items():
+        for mine in mine_runs:
+            if peer not in results or mine not in results:
+                continue
+            p, o = results[peer], results[mine]
+            ok = p["status"] == "ok" and o["status"] == "ok"
+            p_total = p["fit"] + p["explain"] if p["status"] == "ok" else float("nan")
+            o_total = o["fit"] + o["explain"] if o["status"] == "ok" else float("nan")
+            failed = p["status"] if p["status"] != "ok" else o["status"]
+            time_ratio = f"{p_total / o_total:.1f}x" if ok else failed
+            memory_ratio = f"{o['rss'] / p['rss']:.2f}x" if ok else failed
+            cpu_ratio = f"{p['cpu'] / o['cpu']:.1f}x" if ok else failed
+            lines.append(
+                f"| {peer} | {desc} | {p_total:.2f} | {fmt(p, 'cpu', 1)} | {fmt(p, 'rss', 0)} | "
+                f"`{mine}` | {o_total:.2f} | {fmt(o, 'cpu', 1)} | {fmt(o, 'rss', 0)} | "
+                f"{time_ratio} | {cpu_ratio} | {memory_ratio} |"
+            )
     lines += [
         "",
         (

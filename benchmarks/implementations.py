@@ -2,9 +2,10 @@
 
 Runs ``dattr_eval.evaluate`` on digits benchmarks with pairs (ours, peer) sharing their
 hyperparameters, and writes ``benchmarks/results/implementations.md`` (scores, fit / explain
-seconds, peak memory). Needs the ``peers`` extra (captum, traker, kronfluence, dualxda), e.g.::
+seconds, peak memory). Needs the ``peers`` extra (captum, traker, kronfluence, dualxda):
+``.ci/peers`` makes ``.venv-peers`` with it::
 
-    /tmp/peers-venv/bin/python benchmarks/implementations.py
+    .venv-peers/bin/python benchmarks/implementations.py
 
 Timings: one process, cells run one after another on shared cores; compare rows of one run.
 """
@@ -100,8 +101,10 @@ def table(results: pd.DataFrame) -> str:
     scores = results[(results["kind"] == "metric") & (results["status"] != "skipped")]
     profiles = results[results["kind"] == "profile"]
     lines = [
-        "| method | implementation | benchmark | metric | score | fit s | explain s / sample "
-        "| self-influence s | RSS increase MB | status |",
+        (
+            "| method | implementation | benchmark | metric | score | fit s | explain s / sample "
+            "| self-influence s | RSS increase MB | status |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
 
@@ -148,19 +151,23 @@ def main() -> None:
     header = [
         "# Implementations: our explainers beside the peer implementations of the same method",
         "",
-        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: "
-        f"{os.cpu_count()} CPU cores ({platform.machine()}), GPU: none; torch {torch.__version__}; "
-        f"captum {captum.__version__}, traker {getattr(trak, '__version__', '0.3.2')}, "
-        f"kronfluence {getattr(kronfluence, '__version__', '?')}, dualxda {getattr(dualxda, '__version__', '0.1.0')}",
-        "- command: `/tmp/peers-venv/bin/python benchmarks/implementations.py`"
+        (
+            f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: "
+            f"{os.cpu_count()} CPU cores ({platform.machine()}), GPU: none; torch {torch.__version__}; "
+            f"captum {captum.__version__}, traker {getattr(trak, '__version__', '0.3.2')}, "
+            f"kronfluence {getattr(kronfluence, '__version__', '?')}, dualxda {getattr(dualxda, '__version__', '0.1.0')}"
+        ),
+        "- command: `.venv-peers/bin/python benchmarks/implementations.py`"
         + (
             " (table written with `--report-only` from an interrupted run: missing rows did not finish)"
             if args.report_only
             else f" ({seconds:.0f} s in all)"
         ),
-        f"- benchmarks: {', '.join(BENCHMARKS)} (digits CNN of the benchmark registry, its 3 training "
-        f"checkpoints given to tracin/trak and their peers), {N_TEST} test samples each; metrics: {', '.join(METRICS)}; "
-        "evaluator `dattr_eval.evaluate`, test batches of 64.",
+        (
+            f"- benchmarks: {', '.join(BENCHMARKS)} (digits CNN of the benchmark registry, its 3 training "
+            f"checkpoints given to tracin/trak and their peers), {N_TEST} test samples each; metrics: {', '.join(METRICS)}; "
+            "evaluator `dattr_eval.evaluate`, test batches of 64."
+        ),
         "- Other jobs share the cores: compare rows of this run, as ratios.",
         "",
     ]

@@ -179,3 +179,83 @@ def test_checkpoint_convention(tmp_path):
     torch.save({"not": "tensors"}, tmp_path / "bad.pt")
     with pytest.raises(TypeError, match="state dict"):
         load_checkpoint(tmp_path / "bad.pt")
+
+
+class SharedLinear(nn.Module):
+    """One ``nn.Linear`` applied twice (its per-sample gradient sums both uses), then a head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.shared = nn.Linear(6, 6)
+        self.head = nn.Linear(6, 4, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.tanh(self.shared(torch.tanh(self.shared(x.flatten(1)[:, :6])))))
+
+
+@pytest.mark.parametrize(
+    "make_model",
+    [
+        tiny_cnn,
+        SharedLinear,
+        # batch norm parameters: not hookable, the torch.func path
+        lambda: nn.Sequential(
+            nn.Conv2d(1, 2, 3, groups=1), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(72, 4)
+        ).eval(),
+    ],
+)
+@pytest.mark.parametrize("loss", ["ce", "margin"])
+def test_layer_hook_and_vmap_paths_match_the_autograd_loop(make_model, loss):
+    from dattr_eval.explainers.layer_grads import hooked_layers
+
+    model = make_model()
+    x, y = data()
+    names = param_names(model)
+    hookable = hooked_layers(model, names) is not None
+    assert hookable == (not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()))
+    got = per_sample_gradients(model, (x, y), loss=loss, batch_size=4)
+    want = loop_gradients(model, x, y, OUTPUTS[loss])
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+    # the bias-free head alone, and the weight without its bias (the hook path covers both)
+    for params in (["head.weight"], ["shared.weight"]) if hookable and loss == "ce" else ():
+        if params[0] not in names:
+            continue
+        sub = per_sample_gradients(model, (x, y), loss=loss, params=params)
+        torch.testing.assert_close(sub, loop_gradients(model, x, y, OUTPUTS[loss], params))
+
+
+def test_in_place_modules_take_the_vmap_path():
+    from dattr_eval.explainers.layer_grads import hooked_layers
+
+    model = nn.Sequential(nn.Linear(64, 5), nn.ReLU(inplace=True), nn.Linear(5, 4)).eval()
+    assert hooked_layers(model, param_names(model)) is None
+    x, y = data()
+    got = per_sample_gradients(model, (x.flatten(1), y))
+    torch.testing.assert_close(got, loop_gradients(model, x.flatten(1), y, OUTPUTS["ce"]))
+
+
+def test_memory_budget_sets_the_chunk_and_keeps_the_gradients():
+    from dattr_eval.explainers.gradients import chunk_rows, gradient_row_bytes
+
+    model = tiny_cnn()
+    x, y = data(13)
+    names = param_names(model)
+    row = gradient_row_bytes(model, names, x[:1])
+    p = grad_dim(model)
+    assert row >= 4 * p  # at least the gradient itself
+    assert chunk_rows(row, 3 * row + 1, 64) == 3
+    assert chunk_rows(row, 1, 64) == 1 and chunk_rows(row, None, 64) == 64
+    full = per_sample_gradients(model, (x, y), batch_size=64)
+    for budget in (1, 3 * row, 10**9):
+        torch.testing.assert_close(per_sample_gradients(model, (x, y), memory_budget=budget), full)
+    with pytest.raises(ValueError, match="memory_budget"):
+        per_sample_gradients(model, (x, y), memory_budget=0)
+
+
+def test_last_layer_of_a_bare_linear_model_is_the_model():
+    model = nn.Linear(64, 4)
+    assert param_names(model, "last_layer") == ["weight", "bias"]
+    x, y = data()
+    got = per_sample_gradients(model, (x.flatten(1), y), params="last_layer")
+    torch.testing.assert_close(got, loop_gradients(model, x.flatten(1), y, OUTPUTS["ce"]))

@@ -164,7 +164,7 @@ def test_preconditioner_is_the_dense_inverse_on_a_small_cnn(cnn):
     model, train, x_test = cnn
     xpl = explainers.create("influence", solver="ekfac", damping=None, batch_size=50)
     xpl.fit(model, train)
-    g = xpl._gradients((x_test, xpl.predict(x_test)))
+    g = per_sample_gradients(model, (x_test, xpl.predict(x_test)), params=xpl.param_names_)
     out = xpl.inverse_.precondition(g)
     for layer in xpl.inverse_.layers:
         n_weight = layer.module.weight.numel()

@@ -112,3 +112,36 @@ def test_unfitted_layer_warns(setup):
     model, train, *_ = setup
     with pytest.warns(UserWarning, match="not at its optimum"):
         explainers.create("representer", max_iter=1).fit(model, train)
+
+
+def test_labels_target_matches_the_reference_fit_and_ranks_unlearnt_flips_first(setup):
+    """Mislabel direction: flipped labels the model never learnt rank *last* by the default
+    self-influence (fit to the model's outputs) and first when the surrogate is fit to the labels."""
+    model, train, _, penultimate, *_ = setup
+    x = train.tensors[0]
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+    labels = pred.clone()
+    flipped = torch.arange(0, N_TRAIN, 10)  # 15 labels the model does not predict
+    labels[flipped] = (pred[flipped] + 3) % 10
+    noisy = torch.utils.data.TensorDataset(x, labels)
+    phi = penultimate(x)
+    onehot = np.eye(10)[labels.numpy()]
+    _, alpha_ref = reference_alpha(phi, onehot, L2)
+    by_labels = explainers.create("representer", l2=L2, fit_to="labels").fit(model, noisy)
+    np.testing.assert_allclose(
+        by_labels.alpha_.numpy(), alpha_ref, rtol=1e-3, atol=1e-4 * np.abs(alpha_ref).max()
+    )
+    flip = torch.zeros(N_TRAIN, dtype=torch.bool)
+    flip[flipped] = True
+    si_labels = by_labels.self_influence()
+    top = set(si_labels.argsort(descending=True)[: len(flipped)].tolist())
+    assert (
+        len(top & set(flipped.tolist())) >= 12
+    )  # of 15 (a few clean points the surrogate misfits)
+    assert float(si_labels[flip].min()) > float(si_labels[~flip].median())
+    si_model = explainers.create("representer", l2=L2).fit(model, noisy).self_influence()
+    # the default's alpha_{j, y_j} = (p_y - s_y) / (2 l2 n): ~0 or negative for unlearnt labels
+    assert float(si_model[flip].max()) < float(si_model[~flip].median())
+    with pytest.raises(ValueError, match="fit_to"):
+        explainers.create("representer", fit_to="softmax").fit(model, noisy)

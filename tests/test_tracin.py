@@ -107,16 +107,14 @@ def test_hyperparameters_and_errors(setup):
 @pytest.mark.peers
 def test_agrees_with_captum_tracincp(setup, tmp_path):
     pytest.importorskip("captum")
-    from benchmarks.peer_runners import captum_tracincp
-
     model, train, x_test, y_test, ckpts = setup
     paths = []
     for i, state in enumerate(ckpts):
         paths.append(str(tmp_path / f"ckpt{i}.pt"))
         torch.save(state, paths[-1])
-    theirs, their_si = captum_tracincp(
-        model, train.tensors, (x_test, y_test), paths, LRS, batch_size=16
-    )
+    peer = explainers.create("captum.tracin", checkpoints=paths, learning_rates=LRS, batch_size=16)
+    peer.fit(model, train)
+    theirs, their_si = peer.explain(x_test, y_test), peer.self_influence()
     ours = explainers.create("tracin", checkpoints=paths, learning_rates=LRS).fit(model, train)
     a = ours.explain(x_test, y_test)
     assert theirs.shape == a.shape == (N_TEST, N_TRAIN)

@@ -8,6 +8,9 @@ import torch
 
 from dattr_eval import explainers
 from dattr_eval.contract import check_attributions
+from dattr_eval.explainers.adapters.traker import traker_projection
+from dattr_eval.explainers.gradients import grad_dim
+from dattr_eval.explainers.trak import TRAK
 from tests._digits_models import digits_split, pearson
 from tests._grad_reference import OUTPUTS, loop_gradients, perturbed, tiny_mlp
 
@@ -92,16 +95,21 @@ def test_singular_kernel_warns_and_regularization_fixes_it(setup):
 @pytest.mark.parametrize("n_models", [1, 2])
 def test_agrees_with_traker_on_the_same_projection(setup, n_models):
     pytest.importorskip("trak")
-    from benchmarks.peer_runners import trak_with_traker_projection, traker_scores
-
     model, train, x_test, y_test, states = setup
     states = states[:n_models]
-    theirs = traker_scores(
-        model, train.tensors, (x_test, y_test), states, proj_dim=32, seed=3, block_size=10
+    theirs = explainers.create(
+        "traker.trak", checkpoints=states, projection_dim=32, seed=3, block_size=10
     )
-    ours = trak_with_traker_projection(32, seed=3, block_size=10, checkpoints=states).fit(
-        model, train
-    )
+    theirs = theirs.fit(model, train).explain(x_test, y_test)
+
+    class TRAKWithTrakerProjection(TRAK):
+        """Ours, projecting with traker's matrices (to separate the formula from the randomness)."""
+
+        def _projector(self, model, member):
+            matrix = traker_projection(grad_dim(model, self.params), 32, 3, member, block_size=10)
+            return lambda g: g @ matrix.to(g.device)
+
+    ours = TRAKWithTrakerProjection(projection_dim=32, seed=3, checkpoints=states).fit(model, train)
     a = ours.explain(x_test, y_test)
     assert theirs.shape == a.shape == (N_TEST, N_TRAIN)
     # traker divides (Phi_m^T Phi_m)^{-1} by the mean |entry| of that inverse (for float16): with one

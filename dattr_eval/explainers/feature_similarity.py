@@ -10,6 +10,7 @@ from torch.utils.data import Dataset, TensorDataset
 from dattr_eval.explainers import register
 from dattr_eval.explainers.base import ColumnScorer, Explainer
 from dattr_eval.explainers.features import extract_features
+from dattr_eval.explainers.memory import block_bytes, feature_shape, sample_batch
 from dattr_eval.validation import check_choice
 
 METRICS = ("cos", "dot")
@@ -70,3 +71,12 @@ class FeatureSimilarity(Explainer):
 
     def _self_influence(self) -> torch.Tensor:
         return (self.features_ * self.features_).sum(1)
+
+    def estimate_memory(
+        self, model: nn.Module, train_dataset: Dataset, n_test: int, batch_size: int
+    ) -> int:
+        """Estimated peak extra bytes: the features ``n_train x d`` (gathered then concatenated,
+        and normalised for ``cos``: three copies at most) and the ``(b, n_train)`` scores."""
+        n, b = len(train_dataset), min(batch_size, max(1, n_test))
+        d, k = feature_shape(model, sample_batch(train_dataset), self.layer)
+        return int(3 * block_bytes(n, d) + 2 * block_bytes(n, k) + 2 * block_bytes(b, n))

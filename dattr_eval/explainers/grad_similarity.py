@@ -5,16 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from dattr_eval.explainers import register
-from dattr_eval.explainers.base import ColumnScorer
-from dattr_eval.explainers.tracin import TracIn
+from dattr_eval.explainers.gradient_kernel import GradientKernelExplainer
+from dattr_eval.explainers.memory import DEFAULT_MEMORY_BUDGET
 
 
 @register("grad_dot")
-class GradDot(TracIn):
-    """Dot product of per-sample gradients at the fitted model (TracIn with one checkpoint, lr 1).
+class GradDot(GradientKernelExplainer):
+    """Dot product of per-sample gradients at the fitted model.
 
         A[i, j] = <grad_theta f(x_j, y_j), grad_theta f(x_i, c_i)>,
 
@@ -26,17 +25,14 @@ class GradDot(TracIn):
     ``self_influence`` is ``||grad f(x_j, y_j)||^2``.
 
     Cost: one per-sample-gradient pass over the training set at ``fit``, one per test batch;
-    memory ``n_train x d`` (``d`` = parameter count, or ``projection_dim``). ``explain_topk``
-    streams over training chunks (test gradients computed once per test batch).
-    Fitted: ``train_grads_`` (a one-element list of ``(n_train, d)``).
+    memory ``n_train x d`` (``d`` = parameter count, or ``projection_dim``) when that fits
+    ``memory_budget``, else one training pass per ``explain`` call in bounded blocks (see
+    :mod:`~dattr_eval.explainers.gradient_kernel`). ``explain_topk`` streams over training chunks
+    (test gradients computed once per test batch).
     """
 
     summary = "dot product of per-sample gradients (logit by default)"
     citation = "Charpiat et al., Input Similarity from the Neural Network Perspective, NeurIPS 2019"
-
-    #: gradient similarity uses the fitted model only
-    checkpoints = None
-    learning_rates = 1.0
 
     def __init__(
         self,
@@ -46,6 +42,7 @@ class GradDot(TracIn):
         projection_kind: str = "gaussian",
         seed: int = 0,
         batch_size: int = 64,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
         device: str | None = None,
         progress: bool = False,
     ) -> None:
@@ -55,23 +52,9 @@ class GradDot(TracIn):
         self.projection_kind = projection_kind
         self.seed = seed
         self.batch_size = batch_size
+        self.memory_budget = memory_budget
         self.device = device
         self.progress = progress
-
-    def _column_scorer(self, inputs: torch.Tensor, targets: torch.Tensor) -> ColumnScorer:
-        """Columns ``start..stop-1``: ``sum_t lr_t * test_t @ train_t[start:stop].T``, ``(b, stop - start)``."""
-        terms = [
-            (float(lr), self._features(self._gradients((inputs, targets), state)), train)
-            for state, lr, train in zip(self.states_, self.learning_rates_, self.train_grads_)
-        ]
-
-        def score(start: int, stop: int) -> torch.Tensor:
-            out = torch.zeros(inputs.shape[0], stop - start, device=self.device_)
-            for lr, test, train in terms:
-                out += lr * (test @ train[start:stop].T)
-            return out
-
-        return ColumnScorer(score, self.n_train_)
 
 
 @register("grad_cos")
@@ -89,5 +72,6 @@ class GradCos(GradDot):
 
     summary = "cosine similarity of per-sample gradients (logit by default)"
 
-    def _features(self, grads: torch.Tensor) -> torch.Tensor:
-        return F.normalize(grads, dim=1)
+    def _train_features(self, grads: torch.Tensor, member: int) -> torch.Tensor:
+        """Unit rows, in place (``F.normalize``'s arithmetic: ``g / max(||g||, 1e-12)``)."""
+        return grads.div_(grads.norm(dim=1, keepdim=True).clamp_min(1e-12))

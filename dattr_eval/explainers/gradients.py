@@ -3,8 +3,10 @@
 The one gradient engine behind TracIn, TRAK, gradient similarity and influence functions.
 
 - :func:`per_sample_gradients`: ``(n, p)`` gradients of a per-sample output (cross-entropy, the
-  target logit, TRAK's margin, or any callable) with respect to chosen parameters, computed with
-  ``functional_call`` + ``vmap(grad(...))`` and streamed in batches; with a projector each batch
+  target logit, TRAK's margin, or any callable) with respect to chosen parameters, streamed in
+  batches sized by a memory budget: from one forward + backward pass per batch when every chosen
+  parameter belongs to an ``nn.Linear`` / ``nn.Conv2d`` (:mod:`.layer_grads`), else with
+  ``functional_call`` + ``vmap(grad(...))``; with a projector each batch
   is projected parameter tensor by parameter tensor, so only ``(batch, k)`` results accumulate
   and the ``(n, p)`` matrix is never formed. Under the Ray backend (:mod:`dattr_eval.parallel`)
   a dataset pass runs as one task per contiguous shard.
@@ -36,9 +38,22 @@ from tqdm.auto import tqdm
 
 from dattr_eval.data.loading import make_loader
 from dattr_eval.explainers.features import classifier_layer
+from dattr_eval.explainers.layer_grads import hooked_layers, layer_gradients
+from dattr_eval.explainers.memory import (
+    FLOAT32,
+    activation_floats,
+    parameter_count,
+    parameter_modules,
+    sample_batch,
+)
 from dattr_eval.parallel import cat_shards, current_backend, map_shards
 from dattr_eval.validation import check_choice, check_positive
 
+#: per-sample-gradient working memory per sample, in units of the gradient size and of the
+#: activations (see :func:`gradient_row_bytes`)
+HOOK_GRADIENT_COPIES = 2
+VMAP_GRADIENT_COPIES = 4
+ACTIVATION_COPIES = 4
 #: :func:`make_projector` caches the projection matrix when it takes at most this many bytes
 PROJECTOR_CACHE_BYTES = 256 * 2**20
 
@@ -100,7 +115,8 @@ def param_names(model: nn.Module, params: str | Sequence[str] | None = None) -> 
         chosen = trainable
     elif isinstance(params, str):
         prefix = classifier_layer(model)[0] if params == "last_layer" else params
-        chosen = [n for n in trainable if n == prefix or n.startswith(prefix + ".")]
+        # prefix "": the model itself is the classifier layer (e.g. a bare nn.Linear)
+        chosen = [n for n in trainable if not prefix or n == prefix or n.startswith(prefix + ".")]
         if not chosen:
             raise ValueError(
                 f"params={params!r} selects no trainable parameter; use None, 'last_layer', a "
@@ -249,15 +265,15 @@ class RandomProjector:
     def _generate(
         self, start: int, stop: int, device: torch.device | str, dtype: torch.dtype
     ) -> torch.Tensor:
+        """Rows ``start..stop-1``, written unit by unit into one preallocated block."""
         size = self.SEED_ROWS
-        parts = []
+        out = torch.empty(stop - start, self.dim_out, device=device, dtype=dtype)
         for index in range(start // size, -(-stop // size)):
             lo = index * size
             unit = self._unit(index, device, dtype)
-            parts.append(unit[max(start, lo) - lo : min(stop, lo + size) - lo])
-        if not parts:
-            return torch.zeros(0, self.dim_out, device=device, dtype=dtype)
-        return torch.cat(parts)
+            first, last = max(start, lo), min(stop, lo + size)
+            out[first - start : last - start] = unit[first - lo : last - lo]
+        return out
 
     def rows(
         self,
@@ -354,6 +370,38 @@ def _num_samples(data: Data) -> int:
     return data[0].shape[0] if isinstance(data, tuple) else len(data)
 
 
+def gradient_row_bytes(
+    model: nn.Module, names: Sequence[str], sample: torch.Tensor, width: int | None = None
+) -> int:
+    """Working bytes per sample of one per-sample-gradient batch (the chunk's cost model).
+
+    ``c x p`` float32 entries (``c = HOOK_GRADIENT_COPIES`` on the layer-hook path: the
+    per-layer gradients and their copy into the result; ``VMAP_GRADIENT_COPIES`` under
+    ``vmap``, whose backward keeps per-sample weight-gradient temporaries) plus
+    ``ACTIVATION_COPIES x`` the activations from the first selected layer onward (kept for the
+    backward, and their gradients) plus the ``width`` entries of its output row (``p`` when
+    ``None``). Calibrated on the benchmarks' CNNs; ``tests/test_memory_estimate.py`` checks the
+    estimates built on it against measured peaks.
+
+    Args:
+        names: the selected parameter names (``param_names``).
+        sample: one input as a batch of one, ``(1, ...)``.
+    """
+    p = parameter_count(model, names)
+    acts = activation_floats(model, sample, parameter_modules(model, names))
+    copies = (
+        HOOK_GRADIENT_COPIES if hooked_layers(model, names) is not None else VMAP_GRADIENT_COPIES
+    )
+    return FLOAT32 * (copies * p + ACTIVATION_COPIES * acts + (p if width is None else width))
+
+
+def chunk_rows(row_bytes: int, memory_budget: int | None, cap: int) -> int:
+    """Samples per vmapped call: as many as ``memory_budget`` bytes hold, in ``[1, cap]``."""
+    if memory_budget is None:
+        return cap
+    return max(1, min(cap, int(memory_budget) // max(1, row_bytes)))
+
+
 def per_sample_gradients(
     model: nn.Module,
     data: Data,
@@ -363,6 +411,7 @@ def per_sample_gradients(
     projector: Callable[[torch.Tensor], torch.Tensor] | None = None,
     state_dict: Mapping[str, torch.Tensor] | None = None,
     batch_size: int = 64,
+    memory_budget: int | None = None,
     device: torch.device | str | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
@@ -389,18 +438,29 @@ def per_sample_gradients(
             callable to each batch's ``(b, p)`` gradients.
         state_dict: weights to use instead of the model's own (a checkpoint); must hold every
             parameter, and may hold buffers.
-        batch_size: samples per ``vmap`` call; memory ``batch_size x p`` plus activations.
+        batch_size: samples per ``vmap`` call at most.
+        memory_budget: bytes one ``vmap`` call may use (:func:`gradient_row_bytes` per sample);
+            lowers the samples per call below ``batch_size`` where needed. ``None``: ``batch_size``.
         device: where to compute (default: the model's device); the result lives there.
         progress: show a tqdm bar over batches.
 
     Returns:
-        float ``(n, p)`` gradients, or ``(n, k)`` projected ones, rows in the data's order.
+        float ``(n, p)`` gradients, or ``(n, k)`` projected ones, rows in the data's order. The
+        result is allocated once and filled batch by batch (no concatenation copy).
     """
     check_positive(batch_size, "batch_size", integer=True)
+    if memory_budget is not None:
+        check_positive(memory_budget, "memory_budget", integer=True)
     output_fn = resolve_output(loss)
     names = param_names(model, params)
     first = next(model.parameters())
     device = torch.device(device) if device is not None else first.device
+    n = _num_samples(data)
+    if memory_budget is not None and n > 0:
+        width = projector.dim_out if isinstance(projector, RandomProjector) else None
+        sample = data[0][:1] if isinstance(data, tuple) else sample_batch(data)
+        row_bytes = gradient_row_bytes(model, names, sample.to(device), width)
+        batch_size = chunk_rows(row_bytes, memory_budget, batch_size)
     if not isinstance(data, tuple) and current_backend().is_ray:
         shared = {
             "model": model,
@@ -424,36 +484,60 @@ def per_sample_gradients(
     sizes = [theta[n].numel() for n in names]
     offsets = np.cumsum([0, *sizes[:-1]]).tolist()
 
-    def sample_output(
-        th: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
-    ) -> torch.Tensor:
-        logits = functional_call(model, {**weights, **th}, (x[None],))
-        return output_fn(logits, y[None])[0]
+    layers = hooked_layers(model, names)
+    if layers is not None:  # Linear / Conv2d only: one forward + backward per batch, no vmap
+        run_with = {**weights, **{n: t.requires_grad_(True) for n, t in theta.items()}}
 
-    grad_fn = vmap(grad(sample_output), in_dims=(None, 0, 0))
-    rows = []
-    n_batches = -(-_num_samples(data) // batch_size)
+        def batch_gradients(x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+            return layer_gradients(model, layers, run_with, lambda z: output_fn(z, y), x)
+
+    else:
+
+        def sample_output(
+            th: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
+        ) -> torch.Tensor:
+            logits = functional_call(model, {**weights, **th}, (x[None],))
+            return output_fn(logits, y[None])[0]
+
+        grad_fn = vmap(grad(sample_output), in_dims=(None, 0, 0))
+
+        def batch_gradients(x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+            return grad_fn(theta, x, y)
+
+    out: torch.Tensor | None = None
+    if projector is None or isinstance(projector, RandomProjector):
+        width = sum(sizes) if projector is None else projector.dim_out
+        out = torch.empty(n, width, device=device)
+    start = 0
     for x, y in tqdm(
         _batches(data, batch_size),
-        total=n_batches,
+        total=-(-n // batch_size),
         desc="per-sample gradients",
         disable=not progress,
         leave=False,
     ):
         x = x.to(device)
         y = torch.as_tensor(y).long().to(device)
-        grads = grad_fn(theta, x, y)
-        flat = [grads.pop(n).reshape(x.shape[0], -1) for n in names]
-        if isinstance(projector, RandomProjector):
-            rows.append(sum(projector.project(g, o) for g, o in zip(flat, offsets)))
-        elif projector is not None:
-            rows.append(projector(torch.cat(flat, 1)))
+        stop = start + x.shape[0]
+        grads = batch_gradients(x, y)
+        if projector is None:
+            for name, offset, size in zip(names, offsets, sizes):
+                out[start:stop, offset : offset + size] = grads.pop(name).reshape(x.shape[0], -1)
+        elif isinstance(projector, RandomProjector):
+            out[start:stop] = 0
+            for name, offset in zip(names, offsets):
+                out[start:stop] += projector.project(
+                    grads.pop(name).reshape(x.shape[0], -1), offset
+                )
         else:
-            rows.append(torch.cat(flat, 1))
-    if not rows:
-        width = projector.dim_out if isinstance(projector, RandomProjector) else sum(sizes)
-        return torch.zeros(0, width, device=device)
-    return torch.cat(rows)
+            rows = projector(torch.cat([grads.pop(m).reshape(x.shape[0], -1) for m in names], 1))
+            if out is None:
+                out = torch.empty(n, rows.shape[1], device=device, dtype=rows.dtype)
+            out[start:stop] = rows
+        start = stop
+    if out is None:  # a callable projector and no sample: its width is unknown
+        return torch.zeros(0, 0, device=device)
+    return out
 
 
 def _shard_gradients(shard: Dataset, model: nn.Module, **kwargs) -> torch.Tensor:

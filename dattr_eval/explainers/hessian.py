@@ -89,7 +89,18 @@ class TrainingHessian:
         return F.cross_entropy(out, y, reduction="sum")
 
     def batch_hvp(self, V: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """``V (m, p)`` times the Hessian of the *summed* loss of one batch (no damping), ``(m, p)``."""
+        """``V (m, p)`` times the Hessian of the *summed* loss of one batch (no damping), ``(m, p)``.
+
+        One right-hand side (Arnoldi, power iteration): double backward with plain autograd;
+        several: ``vmap`` of forward-over-reverse ``jvp(grad)``, ``rhs_chunk`` at a time.
+        """
+        if V.shape[0] == 1:
+            theta = self.theta.detach().requires_grad_(True)
+            with torch.enable_grad():
+                (g,) = torch.autograd.grad(self._loss_sum(theta, x, y), theta, create_graph=True)
+                # <g, v> as a scalar: grad_outputs=v would import torch's symbolic shapes (sympy)
+                (hv,) = torch.autograd.grad(g @ V[0], theta)
+            return hv[None]
         grad_fn = grad(self._loss_sum)
 
         def one(v: torch.Tensor) -> torch.Tensor:

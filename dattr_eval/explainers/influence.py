@@ -9,8 +9,8 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from dattr_eval.explainers import register
-from dattr_eval.explainers.base import Explainer
-from dattr_eval.explainers.gradients import param_names, per_sample_gradients
+from dattr_eval.explainers.gradient_kernel import GradientKernelExplainer
+from dattr_eval.explainers.gradients import grad_dim, param_names
 from dattr_eval.explainers.hessian import (
     ArnoldiInverse,
     ExactInverse,
@@ -19,14 +19,35 @@ from dattr_eval.explainers.hessian import (
     default_lissa_scale,
     lissa,
 )
-from dattr_eval.explainers.kfac import KINDS, LABELS, KroneckerInverse
+from dattr_eval.explainers.kfac import (
+    EIGENVALUE_CHUNK,
+    KINDS,
+    LABELS,
+    KroneckerInverse,
+    kronecker_layers,
+)
+from dattr_eval.explainers.layer_grads import layer_inputs
+from dattr_eval.explainers.memory import (
+    DEFAULT_MEMORY_BUDGET,
+    FLOAT32,
+    FLOAT64,
+    activation_floats,
+    block_bytes,
+    parameter_count,
+    parameter_modules,
+    sample_batch,
+)
 from dattr_eval.validation import check_choice, check_positive
 
 SOLVERS = ("exact", "cg", "lissa", "arnoldi", *KINDS)
+#: activation copies per right-hand side in a forward-over-reverse Hessian-vector product
+HVP_COPIES = 6
+#: at most this many right-hand sides per vectorised Hessian-vector product
+MAX_RHS_CHUNK = 64
 
 
 @register("influence")
-class InfluenceFunction(Explainer):
+class InfluenceFunction(GradientKernelExplainer):
     """Influence functions: ``A[i, j] = grad L(x_i, c_i)^T H^{-1} grad L(x_j, y_j)``.
 
     ``L`` is the cross-entropy loss, gradients are taken over the chosen parameters ``theta``
@@ -59,8 +80,10 @@ class InfluenceFunction(Explainer):
     ``hessian_samples`` estimates ``H`` (or the K-FAC / EK-FAC factors) on a seeded random
     subset of that many training samples.
 
-    Cost: one per-sample-gradient pass over the training set at ``fit`` (kept in memory,
-    ``n_train x p``, except for ``arnoldi``); per ``explain`` batch, the test gradients and one
+    Cost: one per-sample-gradient pass over the training set at ``fit``, kept in memory
+    (``n_train x p``; ``arnoldi``: ``n_train x top_k``) when that fits ``memory_budget`` bytes,
+    else recomputed in bounded blocks at each ``explain`` call (the same scores; see
+    :mod:`~dattr_eval.explainers.gradient_kernel`); per ``explain`` batch, the test gradients and one
     inverse-Hessian solve for all of them at once (CG / LiSSA: each iteration is one streamed
     pass whose products are vectorised over the test gradients; its compute grows with their
     number). ``self_influence`` is ``g_j^T H^{-1} g_j``: closed form for ``exact``, ``arnoldi``,
@@ -68,6 +91,8 @@ class InfluenceFunction(Explainer):
     """
 
     summary = "influence functions: test gradient x inverse Hessian x train gradient"
+    #: the inverse-curvature products keep several rows per right-hand side (rotations, CG vectors)
+    query_copies = 6
     citation = (
         "Koh & Liang, Understanding Black-box Predictions via Influence Functions, ICML 2017; "
         "Schioppa et al., Scaling Up Influence Functions, AAAI 2022 (arnoldi); "
@@ -92,6 +117,7 @@ class InfluenceFunction(Explainer):
         hessian_samples: int | None = None,
         seed: int = 0,
         batch_size: int = 256,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
         device: str | None = None,
         progress: bool = False,
     ) -> None:
@@ -109,6 +135,7 @@ class InfluenceFunction(Explainer):
         self.hessian_samples = hessian_samples
         self.seed = seed
         self.batch_size = batch_size
+        self.memory_budget = memory_budget
         self.device = device
         self.progress = progress
 
@@ -147,7 +174,8 @@ class InfluenceFunction(Explainer):
             torch.randperm(len(train_dataset), generator=gen)[: self.hessian_samples].tolist(),
         )
 
-    def _fit(self, model: nn.Module, train_dataset: Dataset) -> None:
+    def _prepare(self, model: nn.Module, train_dataset: Dataset) -> None:
+        """The inverse-curvature operator; the base then computes (or streams) the train gradients."""
         self._check_hyperparameters()
         self.param_names_ = param_names(model, self.params)
         data = self._hessian_data(train_dataset)
@@ -165,7 +193,6 @@ class InfluenceFunction(Explainer):
             )
         else:
             self._fit_hessian(model, data)
-        self.train_rep_ = self._gradients(train_dataset)
 
     def _fit_hessian(self, model: nn.Module, data: Dataset) -> None:
         """The Hessian operator and what the exact / LiSSA / Arnoldi solvers precompute from it."""
@@ -175,6 +202,7 @@ class InfluenceFunction(Explainer):
             self.param_names_,
             damping=self.damping,
             batch_size=self.batch_size,
+            rhs_chunk=self._rhs_chunk(model, data),
             device=self.device_,
             progress=self.progress,
         )
@@ -189,20 +217,39 @@ class InfluenceFunction(Explainer):
                 self.hessian_, n_iter=self.arnoldi_iter, top_k=self.arnoldi_top_k, seed=self.seed
             )
 
-    # ------------------------------------------------------------------ math
-    def _gradients(self, data: Dataset | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        """Per-sample cross-entropy gradients over ``theta``, ``(n, p)``; for ``arnoldi`` their
-        coordinates on the eigenvectors, ``(n, k)``, projected batch by batch."""
-        return per_sample_gradients(
-            self.model_,
-            data,
-            loss="ce",
-            params=self.param_names_,
-            projector=self.inverse_.project if self.solver == "arnoldi" else None,
-            batch_size=self.batch_size,
-            device=self.device_,
-            progress=self.progress,
-        )
+    # ------------------------------------------------------------------ kernel hooks
+    def _projector(self, model: nn.Module, member: int):
+        """Arnoldi: coordinates on the eigenvectors, ``(b, p) -> (b, k)``; else none."""
+        return self.inverse_.project if self.solver == "arnoldi" else None
+
+    def _width(self, model: nn.Module) -> int:
+        if self.solver == "arnoldi":
+            return int(self.inverse_.eigenvalues.shape[0])
+        return grad_dim(model, self.params)
+
+    def _estimated_width(self, model: nn.Module, train_dataset: Dataset) -> int:
+        if self.solver == "arnoldi":
+            return min(self.arnoldi_top_k, self.arnoldi_iter)
+        return grad_dim(model, self.params)
+
+    def _query_features(self, features: torch.Tensor, member: int) -> torch.Tensor:
+        """Test gradients ``(m, p)`` (Arnoldi: coordinates ``(m, k)``) times ``H^{-1}``."""
+        return self._precondition(features)
+
+    def _rhs_chunk(self, model: nn.Module, data: Dataset) -> int:
+        """Right-hand sides per vectorised Hessian-vector product, from the working budget.
+
+        One product over a batch keeps about ``HVP_COPIES`` copies of the batch's activations
+        per right-hand side (forward, backward and their tangents) plus the ``p`` entries of its
+        gradient and tangent.
+        """
+        return max(1, min(MAX_RHS_CHUNK, self._work_budget() // self._rhs_bytes(model, data)))
+
+    def _rhs_bytes(self, model: nn.Module, data: Dataset) -> int:
+        """Bytes of one right-hand side in a vectorised Hessian-vector product over a batch."""
+        names = param_names(model, self.params)
+        acts = activation_floats(model, sample_batch(data), parameter_modules(model, names))
+        return FLOAT32 * (HVP_COPIES * self.batch_size * acts + 4 * parameter_count(model, names))
 
     def _precondition(self, rep: torch.Tensor) -> torch.Tensor:
         """Gradients ``(m, p)`` (Arnoldi: coordinates ``(m, k)``) times ``H^{-1}``, same shape."""
@@ -223,14 +270,62 @@ class InfluenceFunction(Explainer):
             return self.inverse_.solve(rep)
         return self.inverse_.precondition(rep)  # arnoldi, kfac, ekfac
 
-    def _explain(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return self._precondition(self._gradients((inputs, targets))) @ self.train_rep_.T
+    def _solver_memory(
+        self, model: nn.Module, train_dataset: Dataset, batch: int
+    ) -> tuple[int, int, int]:
+        """Dense Hessian and factor, Krylov basis, K-FAC factors and passes, CG / LiSSA vectors."""
+        names = param_names(model, self.params)
+        p = parameter_count(model, names)
+        if self.solver == "exact":
+            return 2 * block_bytes(p, p, FLOAT64), 2 * block_bytes(p, p, FLOAT64), 0
+        if self.solver == "arnoldi":
+            eigenvectors = block_bytes(min(self.arnoldi_top_k, self.arnoldi_iter), p)
+            return eigenvectors, block_bytes(self.arnoldi_iter + 1, p), 0
+        if self.solver in ("cg", "lissa"):
+            # X, R, P, A P (CG) or h, B and the products (LiSSA) for the test batch, plus the
+            # vectorised products (bounded by the working budget)
+            hvp = min(MAX_RHS_CHUNK, batch) * self._rhs_bytes(model, train_dataset)
+            return 0, 0, 5 * block_bytes(batch, p) + min(hvp, self._work_budget())
+        return kronecker_memory(model, names, sample_batch(train_dataset), self.batch_size)
 
-    def _self_influence(self) -> torch.Tensor:
-        """``g_j^T H^{-1} g_j`` from the stored train gradients, ``8 x batch_size`` rows per solve."""
-        return torch.cat(
-            [
-                (self._precondition(rows) * rows).sum(1)
-                for rows in self.train_rep_.split(8 * self.batch_size)
-            ]
-        )
+
+def kronecker_memory(
+    model: nn.Module, names: list[str], sample: torch.Tensor, batch_size: int
+) -> tuple[int, int, int]:
+    """Bytes of K-FAC / EK-FAC fitted on batches of ``batch_size``: ``(held, fit working, 0)``.
+
+    Held: the factors, per layer ``A``, ``S`` (float64), their eigenbases and eigenvalues. The passes:
+    every layer's inputs and output gradients of a batch, ``(b, T, d_in' + d_out)`` float32, the
+    float64 copies of one chunk of ``EIGENVALUE_CHUNK`` samples, and EK-FAC's rotated per-sample
+    gradients and their squares, ``2 x (chunk, d_out, d_in')`` float64; plus the batch's
+    activations kept for the backward.
+    """
+    layers = kronecker_layers(model, names)
+    shapes: list[tuple[int, int, int]] = []
+
+    def record(layer):
+        def hook(module, args, _out):
+            a = layer_inputs(module, args[0], layer.has_bias)
+            shapes.append((a.shape[1], a.shape[2], layer.d_out))
+
+        return hook
+
+    handles = [lay.module.register_forward_hook(record(lay)) for lay in layers]
+    try:
+        with torch.no_grad():
+            model(sample.to(next(model.parameters()).device))
+    finally:
+        for h in handles:
+            h.remove()
+    factors = sum(
+        2 * (block_bytes(i, i, FLOAT64) + block_bytes(o, o, FLOAT64) + block_bytes(o, i, FLOAT64))
+        for _, i, o in shapes
+    )
+    captured = sum(block_bytes(batch_size * t, i + o) for t, i, o in shapes)
+    chunk = min(batch_size, EIGENVALUE_CHUNK)
+    per_layer = max(
+        block_bytes(chunk * t, i + o, FLOAT64) + 2 * block_bytes(chunk * o, i, FLOAT64)
+        for t, i, o in shapes
+    )
+    acts = activation_floats(model, sample, parameter_modules(model, names))
+    return factors, factors + captured + per_layer + block_bytes(batch_size, 2 * acts), 0

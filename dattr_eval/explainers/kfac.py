@@ -37,12 +37,14 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from dattr_eval.data.loading import make_loader
+from dattr_eval.explainers.layer_grads import SUPPORTED, layer_inputs, output_grads, supported_conv
 
-SUPPORTED = (nn.Linear, nn.Conv2d)
 KINDS = ("kfac", "ekfac")
 LABELS = ("sampled", "true")
 #: kronfluence's ``HEURISTIC_DAMPING_SCALE``: ``damping=None`` means this times the mean eigenvalue
 HEURISTIC_DAMPING_SCALE = 0.1
+#: samples whose rotated per-sample gradients ``(b, d_out, d_in')`` (float64) EK-FAC forms at once
+EIGENVALUE_CHUNK = 32
 
 
 @dataclass
@@ -88,9 +90,7 @@ def kronecker_layers(model: nn.Module, names: Sequence[str]) -> list[KroneckerLa
         bias = f"{module_name}.bias" if module_name else "bias"
         if not isinstance(module, SUPPORTED) or weight not in chosen:
             continue
-        if isinstance(module, nn.Conv2d) and (
-            module.groups != 1 or module.padding_mode != "zeros" or isinstance(module.padding, str)
-        ):
+        if isinstance(module, nn.Conv2d) and not supported_conv(module):
             raise ValueError(
                 f"solver='kfac'/'ekfac' supports nn.Conv2d with groups=1, padding_mode='zeros' and "
                 f"numeric padding; layer {module_name!r} has groups={module.groups}, "
@@ -111,26 +111,6 @@ def kronecker_layers(model: nn.Module, names: Sequence[str]) -> list[KroneckerLa
             "weight): restrict params, e.g. to a list of Linear/Conv2d parameter names"
         )
     return layers
-
-
-def _inputs(layer: KroneckerLayer, x: torch.Tensor) -> torch.Tensor:
-    """The layer's input as ``(b, T, d_in')``: unfolded patches for a convolution, 1 appended for a bias."""
-    m = layer.module
-    if isinstance(m, nn.Conv2d):
-        x = F.unfold(x, m.kernel_size, dilation=m.dilation, padding=m.padding, stride=m.stride)
-        x = x.transpose(1, 2)  # (b, T, c_in * k1 * k2), the order of weight.reshape(d_out, -1)
-    else:
-        x = x.reshape(x.shape[0], -1, x.shape[-1])
-    if layer.has_bias:
-        x = torch.cat([x, x.new_ones(*x.shape[:2], 1)], 2)
-    return x
-
-
-def _output_grads(layer: KroneckerLayer, g: torch.Tensor) -> torch.Tensor:
-    """Loss gradient with respect to the layer's output as ``(b, T, d_out)``."""
-    if isinstance(layer.module, nn.Conv2d):
-        return g.flatten(2).transpose(1, 2)
-    return g.reshape(g.shape[0], -1, g.shape[-1])
 
 
 def sample_labels(
@@ -175,7 +155,10 @@ def _layer_batches(
             outputs = [captured[layer.name][1] for layer in layers]
             grads = torch.autograd.grad(loss, outputs)
             yield [
-                (_inputs(layer, captured[layer.name][0]), _output_grads(layer, g).detach())
+                (
+                    layer_inputs(layer.module, captured[layer.name][0], layer.has_bias),
+                    output_grads(layer.module, g).detach(),
+                )
                 for layer, g in zip(layers, grads)
             ]
             captured.clear()
@@ -253,10 +236,12 @@ class KroneckerInverse:
             layer.eigenvalues = torch.zeros_like(layer.eigenvalues)
         for batch in batches:
             for layer, (a, s) in zip(self.layers, batch):
-                rotated = torch.einsum(
-                    "bto,bti->boi", s.double() @ layer.q_s, a.double() @ layer.q_a
-                )
-                layer.eigenvalues += (rotated**2).sum(0) / n
+                for lo in range(0, a.shape[0], EIGENVALUE_CHUNK):  # bounds the float64 blocks
+                    hi = lo + EIGENVALUE_CHUNK
+                    rotated = torch.einsum(
+                        "bto,bti->boi", s[lo:hi].double() @ layer.q_s, a[lo:hi].double() @ layer.q_a
+                    )
+                    layer.eigenvalues += (rotated**2).sum(0) / n
 
     def precondition(self, G: torch.Tensor) -> torch.Tensor:
         """``G (m, p)`` times ``(K + damping I)^{-1}`` (``K`` is symmetric), ``(m, p)``, ``G``'s dtype."""

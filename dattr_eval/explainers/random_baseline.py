@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 
 from dattr_eval.explainers import register
 from dattr_eval.explainers.base import Explainer
+from dattr_eval.explainers.memory import block_bytes
 
 
 def _content_key(x: torch.Tensor) -> int:
@@ -50,3 +51,11 @@ class RandomExplainer(Explainer):
     def _self_influence(self) -> torch.Tensor:
         gen = torch.Generator().manual_seed(self.seed)
         return torch.rand(self.n_train_, generator=gen)
+
+    def estimate_memory(
+        self, model: nn.Module, train_dataset: Dataset, n_test: int, batch_size: int
+    ) -> int:
+        """Estimated peak extra bytes: the ``(b, n_train)`` rows (generated, then stacked: twice)
+        and the ``(n_train,)`` self-influence."""
+        n, b = len(train_dataset), min(batch_size, max(1, n_test))
+        return int(2 * block_bytes(b, n) + block_bytes(n))

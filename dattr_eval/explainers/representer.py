@@ -12,7 +12,11 @@ from torch.utils.data import Dataset, TensorDataset
 from dattr_eval.explainers import register
 from dattr_eval.explainers.base import Explainer
 from dattr_eval.explainers.features import classifier_layer, extract_features
-from dattr_eval.validation import check_positive
+from dattr_eval.explainers.memory import FLOAT64, block_bytes, feature_shape, sample_batch
+from dattr_eval.validation import check_choice, check_positive
+
+#: what the surrogate layer is fitted to (``Representer.fit_to``)
+FIT_TARGETS = ("model", "labels")
 
 
 def fit_representer_layer(
@@ -84,6 +88,16 @@ class Representer(Explainer):
 
     The bias of the model's classifier is not part of the surrogate (as in the paper).
 
+    ``fit_to="labels"`` fits the surrogate to the one-hot *training labels* instead of the
+    model's outputs (the representer theorem of the training objective itself): then
+    ``alpha_{j, y_j} = (1 - softmax(W phi_j)_{y_j}) / (2 l2 n) >= 0`` grows with the surrogate's
+    loss on sample ``j``. With the default ``fit_to="model"`` (the authors' code) the labels enter
+    only through the model's probabilities: ``alpha_{j, y_j}`` is ``(p_{y_j} - s_{y_j}) / (2 l2
+    n)``, large for labels the model memorised beyond what the smooth surrogate fits and negative
+    for labels it did not fit, so a flipped label the model never learnt ranks *low* by
+    ``self_influence`` (mislabel detection below chance when the model fits few flipped labels;
+    see ``tests/test_representer.py``).
+
     Cost: one forward pass over the training set and a convex fit on ``(n_train, d)`` features at
     ``fit``; one forward pass and an ``(n_test, d) x (d, n_train)`` product per ``explain``.
     Memory: ``n_train x (d + K)``.
@@ -101,18 +115,21 @@ class Representer(Explainer):
         l2: float = 0.003,
         layer: str | None = None,
         max_iter: int = 1000,
+        fit_to: str = "model",
         batch_size: int = 256,
         device: str | None = None,
     ) -> None:
         self.l2 = l2
         self.layer = layer
         self.max_iter = max_iter
+        self.fit_to = fit_to
         self.batch_size = batch_size
         self.device = device
 
     def _fit(self, model: nn.Module, train_dataset: Dataset) -> None:
         check_positive(self.l2, "l2")
         check_positive(self.max_iter, "max_iter", integer=True)
+        check_choice(self.fit_to, "fit_to", FIT_TARGETS)
         phi, logits = extract_features(
             model, train_dataset, layer=self.layer, batch_size=self.batch_size, device=self.device_
         )
@@ -120,7 +137,7 @@ class Representer(Explainer):
         if init is None or tuple(init.shape) != (logits.shape[1], phi.shape[1]):
             init = None
         weight, alpha = fit_representer_layer(
-            phi, F.softmax(logits.double(), dim=1), self.l2, init=init, max_iter=self.max_iter
+            phi, self._targets(logits), self.l2, init=init, max_iter=self.max_iter
         )
         self.stationarity_ = float(
             (weight - alpha.T @ phi.double()).norm() / weight.norm().clamp_min(1e-30)
@@ -136,6 +153,13 @@ class Representer(Explainer):
         self.alpha_ = alpha.float()
         self.weight_ = weight.float()
 
+    def _targets(self, logits: torch.Tensor) -> torch.Tensor:
+        """The surrogate's targets ``(n_train, K)`` float64: the model's softmax, or one-hot labels."""
+        if self.fit_to == "model":
+            return F.softmax(logits.double(), dim=1)
+        labels = self.train_labels_.to(logits.device)
+        return F.one_hot(labels, logits.shape[1]).double()
+
     def _explain(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         phi, _ = extract_features(
             self.model_,
@@ -150,3 +174,23 @@ class Representer(Explainer):
     def _self_influence(self) -> torch.Tensor:
         coef = self.alpha_.gather(1, self.train_labels_.to(self.alpha_.device)[:, None]).squeeze(1)
         return coef * (self.features_ * self.features_).sum(1)
+
+    def estimate_memory(
+        self, model: nn.Module, train_dataset: Dataset, n_test: int, batch_size: int
+    ) -> int:
+        """Estimated peak extra bytes of ``fit`` + explaining ``batch_size`` inputs + ``self_influence``.
+
+        The features ``n_train x d`` (float32, gathered then concatenated: twice) and their
+        float64 copy, the logits and softmax targets, the L-BFGS objective's ``n_train x K``
+        float64 temporaries, ``alpha``; at ``explain`` three ``(b, n_train)`` blocks.
+        """
+        n, b = len(train_dataset), min(batch_size, max(1, n_test))
+        d, k = feature_shape(model, sample_batch(train_dataset), self.layer)
+        return int(
+            3 * block_bytes(n, d)
+            + block_bytes(n, d, FLOAT64)
+            + 2 * block_bytes(n, k)
+            + 8 * block_bytes(n, k, FLOAT64)
+            + 3 * block_bytes(b, n)
+            + block_bytes(n)
+        )

@@ -13,13 +13,24 @@ from torch.utils.data import Dataset
 from dattr_eval.data.loading import make_loader
 from dattr_eval.explainers import register
 from dattr_eval.explainers.base import Explainer
+from dattr_eval.explainers.gradient_kernel import WORK_FRACTION
 from dattr_eval.explainers.gradients import (
     Checkpoint,
+    gradient_row_bytes,
     load_checkpoint,
     make_projector,
     margin_output,
+    param_names,
     per_sample_gradients,
     resolve_checkpoints,
+)
+from dattr_eval.explainers.memory import (
+    DEFAULT_MEMORY_BUDGET,
+    FLOAT32,
+    FLOAT64,
+    block_bytes,
+    parameter_count,
+    sample_batch,
 )
 from dattr_eval.validation import check_choice, check_positive
 
@@ -73,6 +84,7 @@ class TRAK(Explainer):
         params: str | Sequence[str] | None = None,
         seed: int = 0,
         batch_size: int = 64,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
         device: str | None = None,
         progress: bool = False,
     ) -> None:
@@ -83,6 +95,7 @@ class TRAK(Explainer):
         self.params = params
         self.seed = seed
         self.batch_size = batch_size
+        self.memory_budget = memory_budget
         self.device = device
         self.progress = progress
 
@@ -103,6 +116,7 @@ class TRAK(Explainer):
             projector=self.projectors_[member],
             state_dict=self.states_[member],
             batch_size=self.batch_size,
+            memory_budget=max(1, self.memory_budget // WORK_FRACTION),
             device=self.device_,
             progress=self.progress,
         )
@@ -123,13 +137,19 @@ class TRAK(Explainer):
             rows.append(1 - logits.softmax(1).gather(1, y[:, None]).squeeze(1))
         return torch.cat(rows)
 
+    def _row_blocks(self, n: int, k: int) -> list[tuple[int, int]]:
+        """Rows of an ``(n, k)`` matrix per float64 block of at most the working budget."""
+        step = max(1, self.memory_budget // WORK_FRACTION // block_bytes(1, k, FLOAT64))
+        return [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+
     def _kernel_inverse(self, phi: torch.Tensor) -> torch.Tensor:
-        """``(Phi^T Phi + regularization I)^{-1}`` in float64, ``(k, k)``."""
-        phi64 = phi.double()
-        kernel = phi64.T @ phi64
-        kernel += self.regularization * torch.eye(
-            kernel.shape[0], dtype=kernel.dtype, device=kernel.device
-        )
+        """``(Phi^T Phi + regularization I)^{-1}`` in float64, ``(k, k)``; ``Phi^T Phi`` by row blocks."""
+        k = phi.shape[1]
+        kernel = torch.zeros(k, k, dtype=torch.float64, device=phi.device)
+        for lo, hi in self._row_blocks(*phi.shape):
+            block = phi[lo:hi].double()
+            kernel += block.T @ block
+        kernel += self.regularization * torch.eye(k, dtype=kernel.dtype, device=kernel.device)
         factor, info = torch.linalg.cholesky_ex(kernel)
         if int(info) == 0:
             return torch.cholesky_inverse(factor)
@@ -144,15 +164,22 @@ class TRAK(Explainer):
     def _fit(self, model: nn.Module, train_dataset: Dataset) -> None:
         check_choice(self.projection_kind, "projection_kind", ("gaussian", "rademacher"))
         check_positive(self.regularization, "regularization", allow_zero=True)
+        check_positive(self.memory_budget, "memory_budget", integer=True)
         members = [c for c, _ in resolve_checkpoints(self.checkpoints)]
         self.states_ = [None if c is None else load_checkpoint(c) for c in members]
         self.projectors_ = [self._projector(model, m) for m in range(len(members))]
-        self.train_features_, out_to_loss, leverage = [], 0.0, 0.0
+        self.train_features_, out_to_loss = [], 0.0
+        leverage = torch.zeros(len(train_dataset), device=self.device_)
         for m in range(len(members)):
             phi = self._gradients(train_dataset, m)
-            features = (phi.double() @ self._kernel_inverse(phi)).float()
-            self.train_features_.append(features)
-            leverage = leverage + (features * phi).sum(1)
+            inverse = self._kernel_inverse(phi)
+            # Phi (Phi^T Phi)^{-1} in float64 block by block, written over Phi in float32
+            for lo, hi in self._row_blocks(*phi.shape):
+                block = phi[lo:hi].double()
+                features = block @ inverse
+                leverage[lo:hi] += (features * block).sum(1).float()
+                phi[lo:hi] = features.float()
+            self.train_features_.append(phi)
             out_to_loss = out_to_loss + self._out_to_loss(train_dataset, m)
         self.out_to_loss_ = out_to_loss / len(members)
         self.leverage_ = leverage / len(members)
@@ -165,3 +192,39 @@ class TRAK(Explainer):
 
     def _self_influence(self) -> torch.Tensor:
         return self.leverage_ * self.out_to_loss_
+
+    def estimate_memory(
+        self, model: nn.Module, train_dataset: Dataset, n_test: int, batch_size: int
+    ) -> int:
+        """Estimated peak extra bytes of ``fit`` + explaining ``batch_size`` inputs + ``self_influence``.
+
+        Per member the projected features ``n_train x k`` (float32), the float64 blocks and the
+        ``k x k`` kernel, its factor and inverse; the projection matrix (cached or one chunk),
+        one gradient chunk, the checkpoints held, and the ``(b, n_train)`` scores.
+        """
+        names = param_names(model, self.params)
+        n, b = len(train_dataset), min(batch_size, max(1, n_test))
+        members = [c for c, _ in resolve_checkpoints(self.checkpoints)]
+        p = parameter_count(model, names)
+        k = self.projection_dim or p
+        work = max(1, self.memory_budget // WORK_FRACTION)
+        row = gradient_row_bytes(model, names, sample_batch(train_dataset), k)
+        projector = make_projector(model, self.params, self.projection_dim, self.projection_kind)
+        if projector is None:
+            projection = 0
+        elif projector.cache:
+            projection = block_bytes(p, k)
+        else:
+            projection = block_bytes(projector.chunk_size, k)
+        blocks = 2 * min(block_bytes(n, k, FLOAT64), max(work, block_bytes(1, k, FLOAT64)))
+        return int(
+            len(members) * block_bytes(n, k)
+            + blocks
+            + 3 * block_bytes(k, k, FLOAT64)
+            + projection
+            + min(row * self.batch_size, max(row, work))
+            + sum(parameter_count(model) * FLOAT32 for c in members if c is not None)
+            + block_bytes(b, k)
+            + 2 * block_bytes(b, n)
+            + 4 * block_bytes(n)
+        )

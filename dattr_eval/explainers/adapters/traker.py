@@ -22,6 +22,23 @@ from dattr_eval.explainers.base import Explainer
 from dattr_eval.explainers.gradients import Checkpoint, load_checkpoint, resolve_checkpoints
 
 
+def traker_projection(
+    grad_dim: int, proj_dim: int, seed: int, model_id: int, block_size: int = 100
+) -> torch.Tensor:
+    """The ``(grad_dim, proj_dim)`` Gaussian matrix of traker's CPU ``BasicProjector`` for ``model_id``.
+
+    Block ``i`` (``block_size`` columns) is drawn from ``manual_seed(seed + 1000 i + 100000
+    model_id)``, as traker 0.3.2 does; lets ``trak`` project with the same matrices to compare
+    formulas without the randomness (``tests/test_trak.py``).
+    """
+    out = torch.empty(grad_dim, proj_dim)
+    for i, start in enumerate(range(0, proj_dim, block_size)):
+        gen = torch.Generator().manual_seed(seed + 1000 * i + 100000 * model_id)
+        block = torch.empty(grad_dim, block_size).normal_(generator=gen)
+        out[:, start : start + block_size] = block[:, : min(block_size, proj_dim - start)]
+    return out
+
+
 @register("traker.trak")
 class TrakerTRAK(Explainer):
     """traker's ``TRAKer`` (task ``image_classification``, CPU ``BasicProjector``, float32).
