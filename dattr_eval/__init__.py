@@ -43,13 +43,9 @@ def available_explainers() -> dict[str, str]:
 
 
 def describe_explainers() -> dict[str, dict[str, Any]]:
-    """``{name: {"summary", "citation", "hyperparameters": {name: default}, "plugin",
-    "grid_settings"}}`` of every registered explainer: ``registry.REQUIRED`` marks a
-    hyperparameter without a default; ``grid_settings`` are the hyperparameters the explainer
-    gets when named in ``evaluate`` / ``dattr-eval run`` (``evaluation.grid.LEADERBOARD_SETTINGS``)."""
-    grid = importlib.import_module("dattr_eval.evaluation.grid")
-    described = importlib.import_module("dattr_eval.explainers").REGISTRY.describe()
-    return {n: {**d, "grid_settings": grid.leaderboard_settings(n)} for n, d in described.items()}
+    """``{name: {"summary", "citation", "hyperparameters": {name: default}, "plugin"}}`` of every
+    registered explainer; ``registry.REQUIRED`` marks a hyperparameter without a default."""
+    return importlib.import_module("dattr_eval.explainers").REGISTRY.describe()
 
 
 def available_metrics() -> dict[str, str]:

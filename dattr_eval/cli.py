@@ -72,10 +72,8 @@ def explainer_names(spec: str) -> list[str]:
 
 
 def build_explainers(names: Sequence[str], overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """``{name: explainer}``: each name's leaderboard settings (``grid.LEADERBOARD_SETTINGS``) with
-    the ``--set`` overrides on top, validated before any work starts."""
+    """``{name: explainer}`` with the ``--set`` overrides, validated before any work starts."""
     from dattr_eval import explainers as registry
-    from dattr_eval.evaluation.grid import named_explainer
 
     unknown = sorted(set(overrides) - set(names))
     if unknown:
@@ -112,7 +110,7 @@ def build_explainers(names: Sequence[str], overrides: dict[str, dict[str, Any]])
                     f"(the default is {defaults[key]!r})"
                 )
         try:
-            built[name] = named_explainer(name, **params)
+            built[name] = registry.create(name, **params)
         except (TypeError, ValueError) as exc:
             raise CLIError(f"--set {name}: {exc}") from None
     return built
@@ -152,7 +150,6 @@ def _benchmark_names(patterns: Sequence[str]) -> list[str]:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from dattr_eval import benchmarks, explainers, metrics
-    from dattr_eval.evaluation.grid import leaderboard_settings
     from dattr_eval.registry import REQUIRED
 
     registries = {
@@ -171,9 +168,6 @@ def cmd_list(args: argparse.Namespace) -> int:
                 k if v is REQUIRED else f"{k}={v!r}" for k, v in info["hyperparameters"].items()
             )
             print(f"      ({params})")
-            if kind == "explainers" and leaderboard_settings(name):
-                settings = ", ".join(f"{k}={v!r}" for k, v in leaderboard_settings(name).items())
-                print(f"      in a grid (run, evaluate): {settings}")
             family = getattr(cls, "family", None)
             if family is not None and family.needs_data_dir:
                 where = (

@@ -27,7 +27,7 @@ from torch.utils.data import Dataset, TensorDataset
 
 from dattr_eval.contract import TopK, check_attributions, check_topk, topk
 from dattr_eval.data.loading import stack_dataset
-from dattr_eval.explainers.base import Explainer, NotFittedError
+from dattr_eval.explainers.base import Explainer, NotApplicableError, NotFittedError
 from dattr_eval.ground_truth import GroundTruth
 from dattr_eval.metrics.base import RETRAINED_OUTPUTS, Metric, MetricResult, RetrainingMetric
 from dattr_eval.params import clone
@@ -194,6 +194,9 @@ def check_explainer(
         assert fitted.n_train_ == n_train, f"n_train_={fitted.n_train_}, expected {n_train}"
     with _check("model untouched"):
         _assert_untouched(before, problem.model, "fit")
+    if _training_only(fitted, x, y):  # a training-sample ranking only (e.g. ``loss``)
+        _check_training_only(fitted, x, y, n_train)
+        return
     with _check("contract"):
         dense = fitted.explain(x, y)
         check_attributions(dense, len(x), n_train)
@@ -227,6 +230,29 @@ def check_explainer(
         twin = clone(fitted)
         assert not hasattr(twin, "model_"), "clone of a fitted explainer is fitted"
         assert _same_params(twin.get_params(), fitted.get_params()), "clone changed the params"
+
+
+def _training_only(fitted: Explainer, x: torch.Tensor, y: torch.Tensor) -> bool:
+    """Whether ``explain`` refuses with ``NotApplicableError`` (other failures are the contract check's)."""
+    try:
+        fitted.explain(x, y)
+    except NotApplicableError:
+        return True
+    except Exception:  # noqa: BLE001 (reported by the contract check that follows)
+        return False
+    return False
+
+
+def _check_training_only(fitted: Explainer, x: torch.Tensor, y: torch.Tensor, n_train: int) -> None:
+    """An explainer without per-test attributions: both queries refuse alike, ``self_influence`` works."""
+    with _check("not applicable"):
+        _expect_error(lambda: fitted.explain_topk(x, 1, y), (NotApplicableError,), "self_influence")
+    with _check("self_influence"):
+        scores = fitted.self_influence()
+        assert tuple(scores.shape) == (n_train,), (
+            f"shape {tuple(scores.shape)}, expected ({n_train},)"
+        )
+        assert scores.dtype == torch.float32 and bool(torch.isfinite(scores).all())
 
 
 def _problem_from(model: nn.Module, train_dataset: Dataset) -> Problem:

@@ -270,7 +270,7 @@ def test_exact_refuses_large_models():
     train, _, _ = digits_split(20, 0)
     model = torch.nn.Sequential(torch.nn.Linear(64, 100), torch.nn.ReLU(), torch.nn.Linear(100, 10))
     with pytest.raises(ValueError, match="7510 entries .* use solver='cg'"):
-        explainers.create("influence", solver="exact").fit(model, train)
+        explainers.create("influence", solver="exact", params=None).fit(model, train)
 
 
 def test_lissa_divergence_raises(logreg):

@@ -89,7 +89,7 @@ def test_ekfac_approximates_the_exact_hessian_on_logistic_regression(logreg):
     )
     scores = {
         kind: pearson(
-            explainers.create("influence", solver=kind, damping=L2, batch_size=64)
+            explainers.create("influence", solver=kind, damping=L2, params=None, batch_size=64)
             .fit(model, train)
             .explain(x_test, targets),
             exact,
@@ -135,7 +135,7 @@ def test_ekfac_eigenvalues_are_mean_squared_per_sample_gradients_in_the_eigenbas
     """Layer by layer, ``Lambda = mean_i (Q_S^T G_i Q_A)^2`` with ``G_i`` from the ``torch.func``
     engine (not the hooks), and a convolution's ``(c_in k1 k2)`` unfolding order."""
     model, train, _ = cnn
-    xpl = explainers.create("influence", solver="ekfac", batch_size=50).fit(model, train)
+    xpl = explainers.create("influence", solver="ekfac", params=None, batch_size=50).fit(model, train)
     inv = xpl.inverse_
     assert [layer.name for layer in inv.layers] == ["1", "4", "7"]
     grads = per_sample_gradients(model, (train.tensors[0], inv.labels), params=xpl.param_names_)
@@ -162,7 +162,7 @@ def test_ekfac_eigenvalues_are_mean_squared_per_sample_gradients_in_the_eigenbas
 def test_preconditioner_is_the_dense_inverse_on_a_small_cnn(cnn):
     """``precondition`` equals ``G (Q diag(1 / (Lambda + damping)) Q^T)`` built densely per layer."""
     model, train, x_test = cnn
-    xpl = explainers.create("influence", solver="ekfac", damping=None, batch_size=50)
+    xpl = explainers.create("influence", solver="ekfac", damping=None, params=None, batch_size=50)
     xpl.fit(model, train)
     g = per_sample_gradients(model, (x_test, xpl.predict(x_test)), params=xpl.param_names_)
     out = xpl.inverse_.precondition(g)
@@ -194,7 +194,7 @@ def test_preconditioner_is_the_dense_inverse_on_a_small_cnn(cnn):
 @pytest.mark.parametrize("kind", ["kfac", "ekfac"])
 def test_self_influence_is_the_diagonal(cnn, kind):
     model, train, _ = cnn
-    xpl = explainers.create("influence", solver=kind, batch_size=50).fit(model, train)
+    xpl = explainers.create("influence", solver=kind, params=None, batch_size=50).fit(model, train)
     diag = torch.diagonal(xpl.explain(*train.tensors))
     torch.testing.assert_close(
         xpl.self_influence(), diag, rtol=1e-4, atol=1e-5 * float(diag.abs().max())
@@ -268,7 +268,7 @@ def test_unsupported_layers_are_named(logreg):
     _, train, *_ = logreg
     model = nn.Sequential(nn.Linear(64, 8), nn.LayerNorm(8), nn.Linear(8, 10))
     with pytest.raises(ValueError, match=r"\['1.weight', '1.bias'\] belong to other modules"):
-        explainers.create("influence", solver="ekfac").fit(model, train)
+        explainers.create("influence", solver="ekfac", params=None).fit(model, train)
     # restricting params to the supported layers works
     xpl = explainers.create("influence", solver="ekfac", params=["0.weight", "2.weight", "2.bias"])
     assert xpl.fit(model, train).explain(train.tensors[0][:3]).shape == (3, N_TRAIN)
@@ -284,7 +284,7 @@ def test_grouped_convolution_is_refused():
         nn.Linear(64, 10),
     )
     with pytest.raises(ValueError, match="layer '2' has groups=2"):
-        explainers.create("influence", solver="kfac").fit(model, train)
+        explainers.create("influence", solver="kfac", params=None).fit(model, train)
 
 
 @pytest.mark.parametrize(

@@ -223,8 +223,12 @@ class FamilyBenchmark(BenchmarkSpec):
             notes=f"explains a seeded random subset of {min(n_test, len(test))} of {len(test)} test samples",
         )
         bench.extras["recipe"] = recipe
-        if test is not split.test:  # the task marks the test images: keep the unmarked ones for the card
-            bench.extras["clean_test_inputs"] = subset_inputs(split.test, bench.truth.test_indices)[0]
+        if (
+            test is not split.test
+        ):  # the task marks the test images: keep the unmarked ones for the card
+            bench.extras["clean_test_inputs"] = subset_inputs(split.test, bench.truth.test_indices)[
+                0
+            ]
         return bench
 
 

@@ -9,17 +9,6 @@ from dattr_eval import explainers as explainer_registry
 from dattr_eval import metrics as metric_registry
 from dattr_eval.explainers.base import Explainer
 from dattr_eval.metrics.base import Metric
-from dattr_eval.plugins import is_class_spec
-
-#: Hyperparameters an explainer *named* in a grid (``evaluate(..., ["influence"])``,
-#: ``--explainers influence`` or ``all``) gets over its class defaults: the leaderboard's settings,
-#: for methods whose defaults are too slow for a benchmark grid on a CPU. influence's defaults (CG
-#: over all parameters) had not finished one digits benchmark after 7 minutes; Arnoldi on the last
-#: layer scores it in seconds. An instance passed to the grid is used as given; ``--set`` and
-#: ``named_explainer``'s overrides go on top.
-LEADERBOARD_SETTINGS: dict[str, dict[str, Any]] = {
-    "influence": {"solver": "arnoldi", "arnoldi_iter": 30, "params": "last_layer"},
-}
 
 
 def as_list(value: Any, scalar_types: tuple[type, ...]) -> list[Any]:
@@ -40,22 +29,8 @@ def builtin_explainers() -> list[str]:
     ]
 
 
-def leaderboard_settings(name: str) -> dict[str, Any]:
-    """The :data:`LEADERBOARD_SETTINGS` of the explainer registered as ``name`` (or an alias)."""
-    if is_class_spec(name):
-        return {}
-    return dict(LEADERBOARD_SETTINGS.get(explainer_registry.REGISTRY.canonical(name), {}))
-
-
-def named_explainer(name: str, **overrides: Any) -> Explainer:
-    """The explainer a grid builds for ``name`` (a registry name or a ``module:Class`` spec): its
-    class defaults, then its :data:`LEADERBOARD_SETTINGS`, then ``overrides``."""
-    return explainer_registry.create(name, **{**leaderboard_settings(name), **overrides})
-
-
 def resolve_explainers(explainers: Any) -> dict[str, Explainer]:
-    """``{label: unfitted explainer template}`` from names / instances / ``"all"`` / a mapping;
-    names get their :data:`LEADERBOARD_SETTINGS`."""
+    """``{label: unfitted explainer template}`` from names / instances / ``"all"`` / a mapping."""
     if isinstance(explainers, str) and explainers == "all":
         explainers = builtin_explainers()
     if isinstance(explainers, Mapping):
@@ -65,7 +40,7 @@ def resolve_explainers(explainers: Any) -> dict[str, Explainer]:
     out: dict[str, Explainer] = {}
     for label, spec in items:
         if isinstance(spec, str):
-            instance = named_explainer(spec)
+            instance = explainer_registry.create(spec)
         elif isinstance(spec, Explainer):
             instance = spec
         else:

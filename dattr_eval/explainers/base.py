@@ -127,6 +127,8 @@ class Explainer(ParamsMixin):
     name: ClassVar[str] = "explainer"
     summary: ClassVar[str] = ""
     citation: ClassVar[str] = ""
+    #: ``"method"``, or ``"reference"`` for baselines (random, loss) that leaderboards show apart
+    role: ClassVar[str] = "method"
 
     #: default for the ``device`` hyperparameter of subclasses that do not declare one
     device: str | None = None

@@ -28,6 +28,8 @@ class LossBaseline(Explainer):
     """
 
     summary = "training loss of each sample as self-influence (reference row; no attributions)"
+    #: a reference row in leaderboards: shown, never shifting the methods' ranks
+    role = "reference"
     citation = "—"
 
     def __init__(self, batch_size: int = 256, device: str | None = None) -> None:

@@ -31,6 +31,8 @@ class RandomExplainer(Explainer):
     """
 
     summary = "seeded uniform random scores (baseline)"
+    #: a reference row in leaderboards: shown, never shifting the methods' ranks
+    role = "reference"
     citation = "—"
 
     def __init__(self, seed: int = 0, device: str | None = None) -> None:
