@@ -2,7 +2,8 @@
 
 Entry points: ``dattr_eval.explainers`` and ``dattr_eval.metrics`` (registries),
 ``available_explainers()``, ``available_metrics()``, and the main job:
-``evaluate(benchmarks, explainers, out_dir=...)`` / ``Evaluator`` and ``report(out_dir)``.
+``evaluate(benchmarks, explainers, out_dir=...)`` / ``Evaluator`` and ``report(out_dir)``;
+``meta_evaluate(...)`` says which metrics can be trusted.
 
 Everything is imported on first use (PEP 562), so ``import dattr_eval`` imports neither torch nor
 any optional backend (numba, zennit, quantus, ray, matplotlib, seaborn).
@@ -30,6 +31,7 @@ _LAZY = {
     "run_cell": "dattr_eval.evaluation.cell",
     "CellSpec": "dattr_eval.evaluation.cell",
     "report": "dattr_eval.evaluation.report",
+    "meta_evaluate": "dattr_eval.meta.runner",
     "clone": "dattr_eval.params",
 }
 
@@ -68,6 +70,7 @@ __all__ = [
     "clone",
     "evaluate",
     "explainers",
+    "meta_evaluate",
     "metrics",
     "report",
     "run_cell",
