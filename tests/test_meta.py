@@ -150,3 +150,50 @@ def test_meta_run_writes_meta_csv_and_the_unperturbed_results(meta_run, bench):
     assert len(scored) == 4 * 3  # one unperturbed row per explainer x metric
     perfect = scored[(scored.explainer == "perfect") & (scored.metric == "identical_class")]
     assert perfect["score"].iloc[0] == pytest.approx(1.0)
+
+
+def test_report_shows_the_meta_table(meta_run):
+    import json
+
+    import jsonschema
+
+    from dattr_eval.evaluation.leaderboard_json import load_schema
+    from dattr_eval.evaluation.report import report
+
+    _, out = meta_run
+    report(out, figures=False)
+    md = (out / "leaderboard.md").read_text()
+    assert "## Meta-evaluation" in md and "tiny/pure_noise" in md and "Cost of the meta run" in md
+    doc = json.loads((out / "leaderboard.json").read_text())
+    jsonschema.validate(doc, load_schema())
+    flagged = {r["metric"]: r["flagged"] for r in doc["meta_evaluation"]}
+    assert flagged == {"identical_class": False, "ignores_attributions": True, "pure_noise": True}
+
+
+def test_cli_meta_passes_its_arguments_and_reports_bad_ones(monkeypatch, tmp_path, capsys):
+    from dattr_eval import cli
+    from dattr_eval.meta import runner
+
+    seen = {}
+
+    def fake(benchmarks, explainers, **kwargs):
+        seen.update(benchmarks=benchmarks, explainers=sorted(explainers), **kwargs)
+        row = {c: np.nan for c in META_COLUMNS}
+        row.update(benchmark="digits-class", metric="identical_class", status="ok", flagged=False)
+        row.update(noise_resilience=0.9, adversarial_reactivity=0.8, cost_multiple=7.0)
+        return pd.DataFrame([row], columns=list(META_COLUMNS))
+
+    monkeypatch.setattr(runner, "meta_evaluate", fake)
+    argv = ["meta", "--benchmark", "digits-class", "--explainers", "dualview,trak", "--out"]
+    code = cli.main(
+        [*argv, str(tmp_path), "--draws", "2", "--perturbations", "weight_noise,shuffled_columns"]
+        + ["--localisation", "--no-report", "--no-progress"]
+    )
+    assert code == 0
+    assert seen["benchmarks"] == ["digits-class"] and seen["explainers"] == ["dualview", "trak"]
+    assert seen["n_draws"] == 2 and seen["perturbations"] == ["weight_noise", "shuffled_columns"]
+    assert type(seen["hooks"][0]).__name__ == "LocalisationHook"
+    out = capsys.readouterr().out
+    assert "digits-class/identical_class" in out and "digits-class × 7.0" in out
+    bad = cli.main([*argv, str(tmp_path), "--perturbations", "blur"])
+    assert bad == 2 and "unknown perturbation 'blur'" in capsys.readouterr().err
