@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 from scipy.special import ndtr, ndtri
 
-from dattr_eval.metrics._ranking import spearman_rows
+from dattr_eval.ranking import spearman_rows
 from dattr_eval.validation import check_choice, check_fraction, check_positive
 
 #: a metric whose signal-to-noise ratio is below this is flagged as unreliable in reports

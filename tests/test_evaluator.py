@@ -285,8 +285,8 @@ def test_metric_without_its_ground_truth_is_skipped_once(tmp_path):
     assert len(read_results(tmp_path, latest=False)) == len(df)
 
 
-def test_explainers_all_and_bad_arguments():
-    ev = Evaluator([_bench()], "all", out_dir="unused", progress=False)
+def test_explainers_all_and_bad_arguments(tmp_path):
+    ev = Evaluator([_bench()], "all", out_dir=tmp_path, progress=False)
     assert "random" in ev.explainers
     assert not any(
         type(e).__module__.startswith("dattr_eval.explainers.adapters")

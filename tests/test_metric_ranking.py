@@ -6,7 +6,7 @@ import torch
 from scipy.stats import rankdata, spearmanr
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from dattr_eval.metrics._ranking import (
+from dattr_eval.ranking import (
     average_precision_rows,
     average_ranks,
     descending_order,

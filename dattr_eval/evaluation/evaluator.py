@@ -28,6 +28,7 @@ from dattr_eval.evaluation.cell import CellHook, CellSpec
 from dattr_eval.evaluation.executor import EXECUTORS, Executor, LocalExecutor
 from dattr_eval.evaluation.fingerprint import benchmark_fingerprint, cell_key, estimator_key
 from dattr_eval.evaluation.grid import as_list, resolve_explainers, resolve_metrics
+from dattr_eval.evaluation.portable import inline_checkpoints
 from dattr_eval.evaluation.providers import missing_ground_truth
 from dattr_eval.evaluation.retraining import RetrainingService
 from dattr_eval.evaluation.rows import cell_rows
@@ -63,7 +64,8 @@ class Evaluator:
         cache_dir: trained models and retraining outputs (default ``$DATTR_EVAL_CACHE`` or
             ``~/.cache/dattr_eval``).
         data_dir: dataset files for benchmarks that are not bundled (CIFAR-10, MNIST files).
-        force: recompute cells whose rows are already stored.
+        force: recompute cells whose rows are already stored (without the store's claims: a
+            forced run does not coordinate with another run on the same directory).
         progress: show tqdm progress bars.
 
     Attributes after ``run``: ``reused`` (finished cells found in the store), ``computed`` (cells
@@ -171,7 +173,8 @@ class Evaluator:
                     self.reused += 1
                     bar.update(1)
                     continue
-                if not self.store.claim(key):
+                needed = {keys[m] for m in todo} | {""}
+                if not self.force and not self.store.claim(key, needed=needed):
                     self.claimed_elsewhere += 1
                     bar.update(1)
                     continue
@@ -191,7 +194,17 @@ class Evaluator:
                 )
 
     def _build(self, spec: str | BenchmarkSpec | Benchmark) -> tuple[Benchmark, ...]:
-        """The benchmark built once per replicate seed, on the device, all under the base name."""
+        """The benchmark built once per replicate seed, on the device, all under the base name.
+
+        For executors that ship cells to other machines (``executor.portable``), training
+        checkpoints are loaded into memory (``evaluation.portable.inline_checkpoints``).
+        """
+        built = self._build_replicates(spec)
+        if getattr(self.executor, "portable", False):
+            built = tuple(inline_checkpoints(b) for b in built)
+        return built
+
+    def _build_replicates(self, spec: str | BenchmarkSpec | Benchmark) -> tuple[Benchmark, ...]:
         if isinstance(spec, Benchmark):
             return (_on_device(spec, self.device),)
         recipe = create_benchmark(spec) if isinstance(spec, str) else spec

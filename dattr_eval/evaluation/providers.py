@@ -73,13 +73,16 @@ def attach_training_run(explainer: Explainer, checkpoints: Sequence[Any]) -> Exp
     The convention of ``explainers.gradients.resolve_checkpoints`` (TracIn): an explainer opts in
     with a ``checkpoints`` hyperparameter (``None`` = use the fitted model only) and optionally
     ``learning_rates``. Each benchmark checkpoint has ``path``, ``epoch`` and ``lr``
-    (``dattr_eval.models.Checkpoint``); the paths and the learning rates in use when each was
-    saved are set. Explainers given explicit checkpoints keep them.
+    (``dattr_eval.models.Checkpoint``), or holds its ``state`` dict in memory
+    (``evaluation.portable.InlineCheckpoint``); the paths (or state dicts) and the learning rates in
+    use when each was saved are set. Explainers given explicit checkpoints keep them.
     """
     params = explainer.get_params()
     if not checkpoints or "checkpoints" not in params or params["checkpoints"] is not None:
         return explainer
-    explainer.checkpoints = [str(c.path) for c in checkpoints]
+    explainer.checkpoints = [
+        c.state if getattr(c, "state", None) is not None else str(c.path) for c in checkpoints
+    ]
     if "learning_rates" in params:
         explainer.learning_rates = [float(c.lr) for c in checkpoints]
     return explainer

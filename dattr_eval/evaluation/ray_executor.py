@@ -21,9 +21,12 @@ Scores equal the local executor's at the same number of torch threads (Ray gives
 Profiles are measured in the cell's worker process; with ``parallel_batches`` ``explain_s`` is the
 sum over the batch tasks.
 
-What a cell needs travels with its spec: the built benchmark (model weights, datasets, ground
-truth) and the retraining services go through the object store, so workers need no file system
-shared with the driver (a worker's retraining cache is its own; outputs are deterministic).
+Nothing is shared but Ray: what a cell needs travels with its spec. The built benchmark (model
+weights, datasets, ground truth, training checkpoints loaded into memory: ``portable = True`` asks
+the evaluator for ``evaluation.portable.inline_checkpoints``) goes into the object store once per
+benchmark; the retraining services are relocated to each worker's own cache
+(``worker_cache_dir``, default the worker's ``$DATTR_EVAL_CACHE`` or ``~/.cache/dattr_eval``), where a
+missing entry is rebuilt deterministically. Workers read no file the driver wrote.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from dattr_eval.evaluation.profiling import MemoryProfile, PhaseTimer
 from dattr_eval.explainers.base import Explainer
 from dattr_eval.ground_truth import GroundTruth
 from dattr_eval.metrics.base import Metric
+from dattr_eval.models.cache import default_cache_dir
 from dattr_eval.parallel import import_ray, shard_bounds, use_backend
 from dattr_eval.params import clone
 from dattr_eval.validation import check_positive
@@ -56,7 +60,12 @@ class RayExecutor:
         max_retries: how often Ray reruns a task whose worker died.
         parallel_batches: explain a cell's test batches as parallel tasks (``num_gpus`` must be 0).
         shard_passes: shard training-set passes inside each cell.
+        worker_cache_dir: the retraining cache each worker uses (``None``: the worker's default
+            cache directory, resolved on the worker's machine).
     """
+
+    #: the evaluator inlines the benchmarks' checkpoint files before handing cells over
+    portable = True
 
     def __init__(
         self,
@@ -66,6 +75,7 @@ class RayExecutor:
         max_retries: int = 3,
         parallel_batches: bool = False,
         shard_passes: bool = False,
+        worker_cache_dir: str | None = None,
     ) -> None:
         self.address = address
         self.num_cpus = check_positive(num_cpus, "num_cpus")
@@ -78,6 +88,7 @@ class RayExecutor:
             )
         self.parallel_batches = parallel_batches
         self.shard_passes = shard_passes
+        self.worker_cache_dir = worker_cache_dir
 
     def __repr__(self) -> str:
         return (
@@ -107,17 +118,27 @@ class RayExecutor:
             num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=self.max_retries
         )
         running: dict[Any, CellSpec] = {}
+        shared: dict[int, Any] = {}  # id(replicates) -> object ref: each benchmark is put once
         failure: Exception | None = None
         try:
             try:
                 for spec in cells:
-                    if self.parallel_batches:
-                        spec = replace(
-                            spec, streamer=_ParallelStreamer(self.num_cpus, self.max_retries)
-                        )
-                    running[task.remote(spec, self.shard_passes, self.num_cpus, self.num_gpus)] = (
-                        spec
+                    streamer = (
+                        _ParallelStreamer(self.num_cpus, self.max_retries)
+                        if self.parallel_batches
+                        else None
                     )
+                    if id(spec.replicates) not in shared:
+                        shared = {id(spec.replicates): ray.put(spec.replicates)}
+                    ref = task.remote(
+                        replace(spec, replicates=(), streamer=streamer),
+                        shared[id(spec.replicates)],
+                        self.shard_passes,
+                        self.num_cpus,
+                        self.num_gpus,
+                        self.worker_cache_dir,
+                    )
+                    running[ref] = spec
                     yield from _collect(ray, running, wait=False)
             except Exception as exc:  # noqa: BLE001 (finish the submitted cells first)
                 failure = exc
@@ -131,9 +152,17 @@ class RayExecutor:
 
 
 def _cell_task(
-    spec: CellSpec, shard_passes: bool, num_cpus: float, num_gpus: float
+    spec: CellSpec,
+    replicates: tuple[Any, ...],
+    shard_passes: bool,
+    num_cpus: float,
+    num_gpus: float,
+    worker_cache_dir: str | None,
 ) -> tuple[CellResult, list[Warning]]:
-    """One cell task: ``run_cell(spec)`` and the warnings it raised."""
+    """One cell task: ``run_cell(spec)`` on this worker's retraining cache, and the warnings it raised."""
+    cache = worker_cache_dir if worker_cache_dir is not None else default_cache_dir()
+    services = tuple(s.relocated(cache) if s is not None else None for s in spec.retraining)
+    spec = replace(spec, replicates=replicates, retraining=services)
     sharding = (
         use_backend("ray", num_cpus=num_cpus, num_gpus=num_gpus)
         if shard_passes

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from dattr_eval.atomic import atomic_write
 from dattr_eval.metrics.base import RetrainRequest
 from dattr_eval.models.cache import data_fingerprint
 from dattr_eval.models.retraining import Retrainer
@@ -80,6 +80,19 @@ class RetrainingService:
         self.n_trained = 0
         self._memo: dict[str, torch.Tensor] = {}
         self._base_key: str | None = None
+
+    def relocated(self, cache_dir: str | os.PathLike[str] | None) -> RetrainingService:
+        """A copy caching under ``cache_dir`` (a worker's own cache on another machine)."""
+        copy = RetrainingService(
+            self.retrainer,
+            self.train_dataset,
+            self.test_inputs,
+            self.test_targets,
+            cache_dir=cache_dir,
+            progress=self.progress,
+        )
+        copy._base_key = self._base_key
+        return copy
 
     # ------------------------------------------------------------------ keys
     def base_key(self) -> str:
@@ -175,11 +188,5 @@ class RetrainingService:
         if path is None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                torch.save(row, fh)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path) as fh:
+            torch.save(row, fh)

@@ -8,8 +8,8 @@ import torch
 from dattr_eval.ground_truth import GroundTruth
 from dattr_eval.metrics import register
 from dattr_eval.metrics._common import hubness, index_mask, shortcut_selection
-from dattr_eval.metrics._ranking import average_precision_rows
 from dattr_eval.metrics.base import Metric, MetricResult, warn_empty
+from dattr_eval.ranking import average_precision_rows
 
 
 @register("feature_shortcut", aliases=("shortcut_detection",))

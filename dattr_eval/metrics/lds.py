@@ -9,7 +9,6 @@ import torch
 from dattr_eval.ground_truth import GroundTruth
 from dattr_eval.metrics import register
 from dattr_eval.metrics._common import warn_undefined
-from dattr_eval.metrics._ranking import spearman_rows
 from dattr_eval.metrics.base import (
     MetricResult,
     RetrainingMetric,
@@ -17,6 +16,7 @@ from dattr_eval.metrics.base import (
     check_retrained,
     same_value,
 )
+from dattr_eval.ranking import spearman_rows
 from dattr_eval.validation import check_fraction, check_positive, check_seed
 
 

@@ -9,8 +9,8 @@ from dattr_eval.contract import TopK
 from dattr_eval.ground_truth import GroundTruth
 from dattr_eval.metrics import register
 from dattr_eval.metrics._common import index_mask
-from dattr_eval.metrics._ranking import detection_curve
 from dattr_eval.metrics.base import Metric, MetricResult, same_value
+from dattr_eval.ranking import detection_curve
 from dattr_eval.validation import check_tensor
 
 

@@ -8,8 +8,8 @@ from dattr_eval.contract import check_attributions
 from dattr_eval.ground_truth import GroundTruth
 from dattr_eval.metrics import register
 from dattr_eval.metrics._common import warn_undefined
-from dattr_eval.metrics._ranking import spearman_rows
 from dattr_eval.metrics.base import Metric, MetricResult
+from dattr_eval.ranking import spearman_rows
 
 
 @register("model_randomization")

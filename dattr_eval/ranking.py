@@ -1,4 +1,4 @@
-"""Rank statistics shared by the metrics, written once and vectorised over rows.
+"""Rank statistics shared by the metrics and the statistics module, written once and vectorised over rows.
 
 - ``average_ranks``: ranks with ties given their mean rank (scipy's ``rankdata(method="average")``).
 - ``spearman_rows``: row-wise Spearman correlation (Pearson correlation of average ranks).
