@@ -256,6 +256,7 @@ def cmd_meta(args: argparse.Namespace) -> int:
         n_draws=args.draws,
         perturbations=perturbations,
         weight_noise=args.weight_noise,
+        tolerance=args.tolerance,
         device=args.device,
         batch_size=args.batch_size,
         hooks=localisation_hooks(args),
@@ -392,6 +393,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_meta.add_argument(
         "--weight-noise", type=float, default=1e-3, help="sigma of the multiplicative weight noise"
+    )
+    p_meta.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.01,
+        help="unit changes within this many standard deviations count as none (0: MetaQuantus' exact tests)",
     )
     p_meta.set_defaults(func=cmd_meta)
 

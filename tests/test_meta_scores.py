@@ -123,3 +123,18 @@ def test_meta_scores_with_one_explainer_has_no_inter_consistency_under_minor_dra
     scores = meta_scores(q, [q.copy()], {"a": [q - 1]})
     assert math.isnan(scores.iec_nr)
     assert scores.noise_resilience == scores.iac_nr == 1.0
+
+
+def test_changes_within_the_resolution_count_as_none():
+    rng = np.random.default_rng(5)
+    q = rng.uniform(size=(2, 200))  # std ~0.29, so delta = 0.01 * std ~0.003
+    shifted = q + 1e-4  # every unit moves up by a negligible amount
+    assert wilcoxon_p(q[0], shifted[0]) < 1e-10  # MetaQuantus' exact test calls it a change
+    assert wilcoxon_p(q[0], shifted[0], atol=1e-3) == 1.0
+    assert drop_share(shifted, q) == 1.0 and drop_share(shifted, q, atol=1e-3) == 0.0
+    disrupted = {"a": [q - 0.5]}
+    exact = meta_scores(q, [shifted], disrupted, tolerance=0.0)
+    tolerant = meta_scores(q, [shifted], disrupted)
+    assert exact.iac_nr < 1e-9 and tolerant.iac_nr == 1.0
+    assert tolerant.resolution == pytest.approx(0.01 * q.std())
+    assert tolerant.adversarial_reactivity == exact.adversarial_reactivity == pytest.approx(1.0)

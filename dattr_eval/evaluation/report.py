@@ -153,8 +153,9 @@ _META_NOTES = (
     "explainers: noise resilience = mean(IAC_NR, IEC_NR) under weight noise on the model (scores "
     "should not move), adversarial reactivity = mean(IAC_AR, IEC_AR) under shuffled attribution "
     "columns, a randomised model and equal-norm noise (scores should drop); IAC = Wilcoxon "
-    "p-value (NR) or 1 − p (AR) of the per-unit scores, IEC_NR = chance-corrected agreement of the "
-    "per-unit explainer rankings, IEC_AR = share of units whose score dropped; ar_* = reactivity "
+    "p-value (NR) or 1 − p (AR) of the per-unit scores (changes within 1 % of their standard "
+    "deviation count as none), IEC_NR = chance-corrected agreement of the per-unit explainer "
+    "rankings, IEC_AR = share of units whose score dropped; ar_* = reactivity "
     "to each disruption. All in [0, 1], 1 ideal; flagged: either criterion below 0.5 "
     "(dattr_eval.meta.scores)."
 )

@@ -17,8 +17,9 @@ The meta table quotes the measured cost as a multiple of the unperturbed run.
 
 ``meta.csv`` (one row per benchmark × metric, :data:`META_COLUMNS`): the parts and scores of
 ``meta.scores.MetaScores``, the reactivity to each disruptive perturbation
-(``ar_<perturbation>``), the number of explainers, units and draws, the share of test predictions
-the weight noise left unchanged, the run's cost multiple, and ``flagged`` (noise resilience or
+(``ar_<perturbation>``), the number of explainers, units and draws, the resolution (the unit change
+below which nothing counts as moved), the share of test predictions the weight noise left
+unchanged, the run's cost multiple, and ``flagged`` (noise resilience or
 adversarial reactivity below ``meta.scores.RELIABILITY_THRESHOLD``).
 """
 
@@ -67,6 +68,7 @@ META_COLUMNS: tuple[str, ...] = (
     "n_units",
     "n_minor_draws",
     "n_disruptive_draws",
+    "resolution",
     "prediction_agreement",
     "base_s",
     "meta_s",
@@ -85,6 +87,8 @@ class MetaSettings:
         weight_noise: ``sigma`` of the multiplicative weight noise.
         n_blocks: blocks of units of metrics whose score is not a mean of 1-D units
             (``meta.scores.unit_qualities``).
+        tolerance: unit changes within ``tolerance`` standard deviations of the unperturbed unit
+            scores count as no change (``meta.scores``; 0 = MetaQuantus' exact tests).
         seed: base seed of the draws and of the unit blocks.
     """
 
@@ -92,12 +96,14 @@ class MetaSettings:
     perturbations: tuple[str, ...] = tuple(PERTURBATIONS)
     weight_noise: float = WEIGHT_NOISE
     n_blocks: int = 20
+    tolerance: float = 0.01
     seed: int = 0
 
     def __post_init__(self) -> None:
         check_positive(self.n_draws, "n_draws", integer=True)
         check_positive(self.weight_noise, "weight_noise")
         check_positive(self.n_blocks, "n_blocks", integer=True)
+        check_positive(self.tolerance, "tolerance", allow_zero=True)
         for name in self.perturbations:
             check_choice(name, "perturbations", PERTURBATIONS)
         kinds = {PERTURBATIONS[name].disruptive for name in self.perturbations}
@@ -254,6 +260,7 @@ def meta_table(records: Sequence[CellRecord], settings: MetaSettings | None = No
                     np.stack([r.base[label] for r in complete]),
                     _draws(complete, label, settings.perturbations, disruptive=False)["all"],
                     _draws(complete, label, settings.perturbations, disruptive=True),
+                    tolerance=settings.tolerance,
                 )
             except ValueError as exc:
                 row.update(status="error", error=f"ValueError: {exc}")
@@ -274,6 +281,7 @@ def meta_table(records: Sequence[CellRecord], settings: MetaSettings | None = No
                 n_units=scores.n_units,
                 n_minor_draws=scores.n_minor_draws,
                 n_disruptive_draws=scores.n_disruptive_draws,
+                resolution=scores.resolution,
                 **{f"ar_{k}": v for k, v in scores.reactivity_by_perturbation.items()},
             )
             rows.append(row)
@@ -316,6 +324,7 @@ def meta_evaluate(
     perturbations: Sequence[str] | None = None,
     weight_noise: float = WEIGHT_NOISE,
     n_blocks: int = 20,
+    tolerance: float = 0.01,
     seed: int = 0,
     device: str | torch.device | None = None,
     batch_size: int = 64,
@@ -338,6 +347,8 @@ def meta_evaluate(
         perturbations: names from ``meta.perturbations.PERTURBATIONS`` (default: all).
         weight_noise: ``sigma`` of the multiplicative weight noise (minor perturbation).
         n_blocks: unit blocks of metrics that are not a mean of 1-D units.
+        tolerance: changes within this many standard deviations of the unperturbed unit scores
+            count as none (0: MetaQuantus' exact tests).
         seed: base seed of the perturbation draws.
         device, batch_size, hooks, cache_dir, data_dir, progress: as for ``Evaluator``.
 
@@ -349,6 +360,7 @@ def meta_evaluate(
         perturbations=tuple(perturbations) if perturbations is not None else tuple(PERTURBATIONS),
         weight_noise=weight_noise,
         n_blocks=n_blocks,
+        tolerance=tolerance,
         seed=seed,
     )
     executor = MetaExecutor(settings)
