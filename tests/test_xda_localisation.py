@@ -10,7 +10,7 @@ import torch
 from sklearn.datasets import load_digits
 from torch.utils.data import TensorDataset
 
-from dattr_eval import explainers
+from dattr_eval import explainers, metrics
 from dattr_eval.benchmarks import Benchmark
 from dattr_eval.data import add_shortcut, mark_dataset
 from dattr_eval.data.loading import stack_dataset
@@ -117,6 +117,11 @@ def test_shortcut_heatmaps_sides(shortcut_bench):
     rows = shortcut_positions(shortcut_bench, 3)
     truth = shortcut_bench.truth
     assert (truth.test_predictions[rows] == 2).all() and (truth.test_labels[rows] != 2).all()
+    every = shortcut_positions(shortcut_bench, shortcut_bench.n_test)
+    scored = metrics.create("feature_shortcut")(
+        fitted.explain(shortcut_bench.test_inputs, truth.test_targets), truth
+    )
+    assert every.numel() == len(scored.units) > 3  # the points the shortcut metrics score
     maps = shortcut_heatmaps(
         fitted,
         None,

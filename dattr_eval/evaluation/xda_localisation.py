@@ -72,11 +72,12 @@ def supports_localisation(explainer: Explainer, bench: Benchmark) -> bool:
 
 
 def shortcut_positions(bench: Benchmark, n_test: int) -> torch.Tensor:
-    """The first ``n_test`` test rows the shortcut misleads (predicted as the shortcut class, true
-    label different), ``(m,)`` int64."""
-    from dattr_eval.metrics._common import shortcut_selection
-
-    keep = shortcut_selection(bench.truth, bench.n_test, True, True)
+    """The first ``n_test`` test rows the shortcut misleads, ``(m,)`` int64: predicted as the
+    shortcut class with a true label other than it (the selection of ``feature_shortcut`` and
+    ``domain_mismatch`` with their default filters)."""
+    truth = bench.truth
+    shortcut = int(truth.shortcut_class)
+    keep = (truth.test_predictions.cpu() == shortcut) & (truth.test_labels.cpu() != shortcut)
     return keep.nonzero().flatten()[:n_test]
 
 
