@@ -36,7 +36,7 @@ from dattr_eval.evaluation.leaderboard import (
 )
 from dattr_eval.evaluation.xda_localisation import LocalisationHook, LocalisationSettings
 from dattr_eval.meta import meta_evaluate, metric_agreement
-from dattr_eval.meta.table import meta_summary
+from dattr_eval.meta.table import FLAG_TEXT, meta_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = [
@@ -163,6 +163,8 @@ def main() -> None:
         joined = scored[["noise_resilience", "adversarial_reactivity", "flagged"]].join(
             snr[["snr", "flagged"]].rename(columns={"flagged": "snr_flagged"}), how="left"
         )
+        for column in ("flagged", "snr_flagged"):
+            joined[column] = [FLAG_TEXT[bool(v)] if pd.notna(v) else "–" for v in joined[column]]
         joined.index = [f"{b}/{m}" for b, m in joined.index]
         lines += [
             f"## Meta-evaluation vs. signal-to-noise ratio ({args.replicates} replicate seeds)",

@@ -96,7 +96,7 @@ summary.round(3)
 table.groupby("benchmark")[["base_s", "meta_s", "cost_multiple"]].first().round(1)
 
 # %%
-flagged = summary[summary["flagged"]].index.tolist()
+flagged = summary.index[summary["flagged"] == "⚠ yes"].tolist()
 print("flagged (noise resilience or adversarial reactivity < 0.5):", flagged)
 
 # %% [markdown]

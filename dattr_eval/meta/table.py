@@ -22,6 +22,10 @@ SUMMARY_COLUMNS = (
 )
 
 
+#: how reports show the ``flagged`` column
+FLAG_TEXT = {True: "⚠ yes", False: "no"}
+
+
 def read_meta(out_dir: str | Path) -> pd.DataFrame | None:
     """``out_dir/meta.csv`` as a DataFrame, or ``None`` when the directory has none."""
     path = Path(out_dir) / META_FILE
@@ -37,12 +41,14 @@ def read_meta(out_dir: str | Path) -> pd.DataFrame | None:
 
 def meta_summary(table: pd.DataFrame) -> pd.DataFrame:
     """The scored rows of a meta table, indexed by ``benchmark/metric``, with
-    :data:`SUMMARY_COLUMNS` and the ``ar_<perturbation>`` columns (empty if none scored)."""
+    :data:`SUMMARY_COLUMNS` and the ``ar_<perturbation>`` columns (empty if none scored);
+    ``flagged`` reads ``"⚠ yes"`` or ``"no"``."""
     ok = table[table["status"] == "ok"]
     if ok.empty:
         return pd.DataFrame()
     columns = [*SUMMARY_COLUMNS, *(c for c in ok.columns if c.startswith("ar_"))]
     summary = ok[columns].copy()
+    summary["flagged"] = [FLAG_TEXT[bool(v)] for v in summary["flagged"]]
     summary.index = list(ok["benchmark"] + "/" + ok["metric"])
     summary.index.name = "benchmark/metric"
     return summary
@@ -53,4 +59,11 @@ def cost_multiples(table: pd.DataFrame) -> pd.Series:
     return table.groupby("benchmark", sort=False)["cost_multiple"].first()
 
 
-__all__ = ["META_FILE", "SUMMARY_COLUMNS", "cost_multiples", "meta_summary", "read_meta"]
+__all__ = [
+    "FLAG_TEXT",
+    "META_FILE",
+    "SUMMARY_COLUMNS",
+    "cost_multiples",
+    "meta_summary",
+    "read_meta",
+]
