@@ -138,9 +138,11 @@ from dattr_eval.evaluation.leaderboard import localisation_table
 localisation_table(results).round(3)
 
 # %% [markdown]
-# A few of those heatmaps, with the mark outlined: test image, the pair heatmap of its strongest
-# proponent (test side), that proponent (marked training images are titled so) and its side of
-# the pair, and the decision heatmap. Red = positive relevance.
+# A few of those heatmaps, with the mark outlined in green (the one-pixel frame outside the large
+# square, and the small centre square): the test image; the pair with its
+# strongest *marked* proponent (the marked training image DualView ranks highest; its rank among
+# all training images in the title): test side, the proponent, its side; and the plain LRP
+# heatmap of the decision. Red = positive relevance.
 
 # %%
 import numpy as np
@@ -158,7 +160,9 @@ rows = shortcut_positions(bench, 3)
 inputs, targets = bench.test_inputs[rows], bench.truth.test_targets[rows]
 decision = decision_heatmaps(bench.model, inputs, targets, "epsilon_plus")
 mask = mark_mask(inputs.shape[1:]).numpy()
-marked = set(bench.truth.marked_train_indices.tolist())
+marked = bench.truth.marked_train_indices
+height, width = mask.shape
+edges = np.kron(mask, np.ones((16, 16)))  # the mask at 16x: its contour follows pixel edges
 
 
 def show(ax, image, title, heat=False):
@@ -167,7 +171,10 @@ def show(ax, image, title, heat=False):
         ax.imshow(image, cmap="bwr", vmin=-vmax, vmax=vmax)
     else:
         ax.imshow(image, cmap="gray_r")
-    ax.contour(mask, levels=[0.5], colors="limegreen", linewidths=0.8)
+    extent = (-0.5, width - 0.5, -0.5, height - 0.5)
+    ax.contour(
+        edges, levels=[0.5], colors="limegreen", linewidths=1.0, extent=extent, origin="upper"
+    )
     ax.set_title(title, fontsize=8)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -176,13 +183,14 @@ def show(ax, image, title, heat=False):
 fig = Figure(figsize=(9, 2.0 * len(rows)), layout="constrained")
 axes = fig.subplots(len(rows), 5, squeeze=False)
 for r in range(len(rows)):
-    best = int(dualview.explain(inputs[r : r + 1], targets[r : r + 1]).argmax())
+    scores = dualview.explain(inputs[r : r + 1], targets[r : r + 1])[0]
+    best = int(marked[scores[marked].argmax()])
+    rank = int((scores > scores[best]).sum()) + 1
     pair = explain_pairs(dualview, None, inputs[r], best, target=int(targets[r]))
     label = int(bench.truth.test_labels[rows[r]])
     show(axes[r, 0], inputs[r, 0].numpy(), f"test: label {label}, pred {int(targets[r])}")
     show(axes[r, 1], pair.test_heatmaps[0].numpy(), "test side of the pair", heat=True)
-    tag = "marked" if best in marked else "unmarked"
-    show(axes[r, 2], pair.train_inputs[0, 0].numpy(), f"proponent {best} ({tag})")
+    show(axes[r, 2], pair.train_inputs[0, 0].numpy(), f"marked proponent (rank {rank})")
     show(axes[r, 3], pair.train_heatmaps[0].numpy(), "train side of the pair", heat=True)
     show(axes[r, 4], decision[r].numpy(), "LRP of the decision", heat=True)
 fig
