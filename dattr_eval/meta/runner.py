@@ -341,8 +341,11 @@ def meta_evaluate(
     ``evaluate`` does) and ``out_dir/meta.csv``, and returns the meta table.
 
     Args:
-        benchmarks, explainers, metrics: as for ``Evaluator``. Use at least two method explainers
-            (inter-consistency compares explainers; ``random`` is a reference and not scored).
+        benchmarks: as for ``Evaluator``.
+        explainers: as for ``Evaluator``; use at least two method explainers (inter-consistency
+            compares explainers; ``random`` is a reference and not scored).
+        metrics: as for ``Evaluator`` (``None``: each benchmark's own).
+        out_dir: where ``results.csv`` and ``meta.csv`` are written.
         n_draws: draws per perturbation.
         perturbations: names from ``meta.perturbations.PERTURBATIONS`` (default: all).
         weight_noise: ``sigma`` of the multiplicative weight noise (minor perturbation).
@@ -350,7 +353,12 @@ def meta_evaluate(
         tolerance: changes within this many standard deviations of the unperturbed unit scores
             count as none (0: MetaQuantus' exact tests).
         seed: base seed of the perturbation draws.
-        device, batch_size, hooks, cache_dir, data_dir, progress: as for ``Evaluator``.
+        device: as for ``Evaluator``.
+        batch_size: as for ``Evaluator``.
+        hooks: as for ``Evaluator`` (they run on the unperturbed cells only).
+        cache_dir: as for ``Evaluator``.
+        data_dir: as for ``Evaluator``.
+        progress: as for ``Evaluator``.
 
     Returns:
         The meta table (``meta_table``): one row per benchmark × metric.
