@@ -4,6 +4,7 @@ Entry points: ``dattr_eval.explainers`` and ``dattr_eval.metrics`` (registries, 
 ``dattr_eval.plugins``), ``available_explainers()``, ``describe_explainers()``,
 ``available_metrics()``, and the main job: ``evaluate(benchmarks, explainers, out_dir=...)`` /
 ``Evaluator`` and ``report(out_dir)``; ``compare(results, a, b)`` for paired differences.
+``meta_evaluate(...)`` says which metrics can be trusted.
 
 Everything is imported on first use (PEP 562), so ``import dattr_eval`` imports neither torch nor
 any optional backend (numba, zennit, quantus, ray, matplotlib, seaborn).
@@ -32,6 +33,7 @@ _LAZY = {
     "CellSpec": "dattr_eval.evaluation.cell",
     "report": "dattr_eval.evaluation.report",
     "compare": "dattr_eval.evaluation.compare",
+    "meta_evaluate": "dattr_eval.meta.runner",
     "clone": "dattr_eval.params",
 }
 
@@ -79,6 +81,7 @@ __all__ = [
     "describe_explainers",
     "evaluate",
     "explainers",
+    "meta_evaluate",
     "metrics",
     "report",
     "run_cell",

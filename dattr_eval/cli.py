@@ -1,4 +1,4 @@
-"""The ``dattr-eval`` command line: ``list``, ``run``, ``report``, ``compare``.
+"""The ``dattr-eval`` command line: ``list``, ``run``, ``meta``, ``report``, ``compare``.
 
 Examples::
 
@@ -8,6 +8,7 @@ Examples::
     dattr-eval run --benchmark 'digits-*' --explainers all --out results/digits --backend ray --address auto
     dattr-eval run --benchmark 'digits-*' --explainers mypkg.attribution:MyExplainer \
         --baseline results/digits --out results/mine
+    dattr-eval meta --benchmark 'digits-*' --explainers dualview,representer,trak --out results/meta
     dattr-eval report results/d
     dattr-eval compare results/mine --between mypkg.attribution:MyExplainer dualview
     dattr-eval compare results/old results/new
@@ -179,6 +180,15 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def localisation_hooks(args: argparse.Namespace) -> list[Any]:
+    """``[LocalisationHook]`` when ``--localisation`` is given, else ``[]``."""
+    if not args.localisation:
+        return []
+    from dattr_eval.evaluation.xda_localisation import LocalisationHook, LocalisationSettings
+
+    return [LocalisationHook(LocalisationSettings(n_test=args.localisation_n_test))]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from dattr_eval.evaluation import Evaluator
     from dattr_eval.evaluation.report import leaderboard, report, to_markdown
@@ -193,7 +203,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from dattr_eval.evaluation.ray_executor import RayExecutor
 
         executor = RayExecutor(address=args.address, num_cpus=args.num_cpus, num_gpus=args.num_gpus)
-    hooks = []
+    hooks = localisation_hooks(args)
     if args.xda:
         from dattr_eval.evaluation.xda_scores import XDAHook, XDASettings
 
@@ -243,6 +253,45 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_meta(args: argparse.Namespace) -> int:
+    from dattr_eval.evaluation.report import report, to_markdown
+    from dattr_eval.meta.perturbations import PERTURBATIONS
+    from dattr_eval.meta.runner import meta_evaluate
+    from dattr_eval.meta.table import cost_multiples, meta_summary
+
+    explainers = build_explainers(_split(args.explainers), parse_assignments(args.set or []))
+    perturbations = _split(args.perturbations) if args.perturbations else None
+    for name in perturbations or ():
+        if name not in PERTURBATIONS:
+            raise CLIError(
+                f"--perturbations: unknown perturbation {name!r} (known: {', '.join(PERTURBATIONS)})"
+            )
+    table = meta_evaluate(
+        _benchmark_names(args.benchmark),
+        explainers,
+        metrics=_split(args.metrics) if args.metrics else None,
+        out_dir=args.out,
+        n_draws=args.draws,
+        perturbations=perturbations,
+        weight_noise=args.weight_noise,
+        tolerance=args.tolerance,
+        device=args.device,
+        batch_size=args.batch_size,
+        hooks=localisation_hooks(args),
+        cache_dir=args.cache_dir,
+        data_dir=args.data_dir,
+        progress=not args.no_progress,
+    )
+    summary = meta_summary(table)
+    print(to_markdown(summary) if not summary.empty else "no metric could be meta-evaluated")
+    cost = ", ".join(f"{b} × {m:.1f}" for b, m in cost_multiples(table).items())
+    print(f"\nwritten: {args.out}/meta.csv; cost relative to an unperturbed run: {cost}")
+    if not args.no_report:
+        report(args.out)
+        print(f"report: {args.out}/leaderboard.html")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from dattr_eval.evaluation.report import report, to_markdown
 
@@ -278,6 +327,51 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_grid_arguments(
+    parser: argparse.ArgumentParser, explainers_help: str, out_help: str
+) -> None:
+    """The arguments every grid command (``run``, ``meta``) takes: what to run, where, how."""
+    parser.add_argument(
+        "--benchmark",
+        action="append",
+        required=True,
+        help="benchmark name or wildcard pattern ('digits-*'); repeat for several",
+    )
+    parser.add_argument("--explainers", required=True, help=explainers_help)
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="EXPLAINER.PARAM=VALUE[,...]",
+        help="explainer hyperparameter, e.g. influence.solver=arnoldi; repeat or comma-separate for several",
+    )
+    parser.add_argument(
+        "--metrics", help="comma-separated metric names (default: each benchmark's own)"
+    )
+    parser.add_argument("--out", required=True, help=out_help)
+    parser.add_argument("--device", default=None, help="cpu (default) or cuda")
+    parser.add_argument(
+        "--batch-size", type=int, default=64, help="test samples per explained batch"
+    )
+    parser.add_argument(
+        "--data-dir", default=None, help="dataset files for benchmarks that are not bundled"
+    )
+    parser.add_argument(
+        "--cache-dir", default=None, help="trained-model cache (default ~/.cache/dattr_eval)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument(
+        "--no-report", action="store_true", help="do not write the report at the end"
+    )
+    parser.add_argument(
+        "--localisation",
+        action="store_true",
+        help="also score XDA heatmaps on the shortcut mark (shortcut benchmarks)",
+    )
+    parser.add_argument(
+        "--localisation-n-test", type=int, default=16, help="shortcut-misled test points explained"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dattr-eval", description="Score training-data attribution methods."
@@ -291,52 +385,22 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.set_defaults(func=cmd_list)
 
     p_run = sub.add_parser("run", help="evaluate explainers on benchmarks; results go to --out")
-    p_run.add_argument(
-        "--benchmark",
-        action="append",
-        required=True,
-        help="benchmark name or wildcard pattern ('digits-*'); repeat for several",
-    )
-    p_run.add_argument(
-        "--explainers",
-        required=True,
-        help="comma-separated explainer names or 'package.module:Class' specs; 'all' = the "
-        "built-in ones (peer adapters and plugins by name)",
-    )
-    p_run.add_argument(
-        "--set",
-        action="append",
-        metavar="EXPLAINER.PARAM=VALUE[,...]",
-        help="explainer hyperparameter, e.g. influence.solver=arnoldi; repeat or comma-separate for several",
-    )
-    p_run.add_argument(
-        "--metrics", help="comma-separated metric names (default: each benchmark's own)"
-    )
-    p_run.add_argument("--out", required=True, help="output directory (a rerun resumes there)")
-    p_run.add_argument("--device", default=None, help="cpu (default) or cuda")
-    p_run.add_argument(
-        "--batch-size", type=int, default=64, help="test samples per explained batch"
+    add_grid_arguments(
+        p_run,
+        explainers_help="comma-separated explainer names or 'package.module:Class' specs; 'all' = "
+        "the built-in ones (peer adapters and plugins by name)",
+        out_help="output directory (a rerun resumes there)",
     )
     p_run.add_argument(
         "--replicates", type=int, default=1, help="rebuild each benchmark with this many seeds"
     )
     p_run.add_argument("--force", action="store_true", help="recompute cells already in --out")
     p_run.add_argument(
-        "--data-dir", default=None, help="dataset files for benchmarks that are not bundled"
-    )
-    p_run.add_argument(
-        "--cache-dir", default=None, help="trained-model cache (default ~/.cache/dattr_eval)"
-    )
-    p_run.add_argument(
         "--baseline",
         default=None,
         metavar="DIR",
         help="a stored board (results directory or bundle): copy its cells instead of computing "
         "them, after checking they were computed under the same conditions",
-    )
-    p_run.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p_run.add_argument(
-        "--no-report", action="store_true", help="do not write the report at the end"
     )
     p_run.add_argument(
         "--xda",
@@ -362,6 +426,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--num-gpus", type=float, default=0, help="GPUs each Ray task reserves (with --device cuda)"
     )
     p_run.set_defaults(func=cmd_run)
+
+    p_meta = sub.add_parser(
+        "meta",
+        help="meta-evaluate the metrics: noise resilience and adversarial reactivity (meta.csv in --out)",
+    )
+    add_grid_arguments(
+        p_meta,
+        explainers_help="comma-separated explainer names (at least two methods; random is a reference)",
+        out_help="output directory (results.csv, meta.csv)",
+    )
+    p_meta.add_argument("--draws", type=int, default=3, help="draws per perturbation")
+    p_meta.add_argument(
+        "--perturbations",
+        help="comma-separated: weight_noise (minor); shuffled_columns, randomized_model, "
+        "equal_norm_noise (disruptive); default all",
+    )
+    p_meta.add_argument(
+        "--weight-noise", type=float, default=1e-3, help="sigma of the multiplicative weight noise"
+    )
+    p_meta.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.01,
+        help="unit changes within this many standard deviations count as none (0: MetaQuantus' exact tests)",
+    )
+    p_meta.set_defaults(func=cmd_meta)
 
     p_report = sub.add_parser(
         "report", help="write the leaderboard (Markdown, HTML, figures) of a results directory"

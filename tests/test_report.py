@@ -285,12 +285,12 @@ def test_report_writes_every_file_and_a_self_contained_page(tmp_path):
         tmp_path, draws=flipped_draws(normalise_results(results), 6), panels={"b1": panel}
     )
     assert list(board.index) == ["b", "a", "c", "random"]
-    for name in ("heatmap", "runtime_vs_rank", "memory", "topk_b1"):
+    for name in ("heatmap", "runtime_vs_rank", "metric_agreement", "memory", "topk_b1"):
         png = (tmp_path / f"{name}.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     page = (tmp_path / "leaderboard.html").read_text()
     assert "<script src" not in page and "<link" not in page and "http" not in page.lower()
-    assert page.count("data:image/png;base64,") == 4 and "Boom: x" in page
+    assert page.count("data:image/png;base64,") == 5 and "Boom: x" in page
     doc = json.loads((tmp_path / "leaderboard.json").read_text())
     jsonschema.validate(doc, load_schema())
     md = (tmp_path / "leaderboard.md").read_text()

@@ -1,5 +1,5 @@
-"""Report figures (matplotlib, imported lazily): score heatmap, runtime vs. rank, memory, and the
-classic TDA panel (top-k training images per explainer for a few test points).
+"""Report figures (matplotlib, imported lazily): score heatmap, runtime vs. rank, metric
+agreement, memory, and the classic TDA panel (top-k training images per explainer for a few test points).
 
 Every function returns a ``matplotlib.figure.Figure`` (Agg canvas, no pyplot state) or ``None``
 when there is nothing to draw. ``place_labels`` is the pure label-placement step of the runtime
@@ -206,6 +206,33 @@ def heatmap_figure(results: pd.DataFrame, order: Sequence[str] | None = None) ->
     ax.set_yticks(range(len(labels)), labels)
     fig.colorbar(image, ax=ax, label="relative rank in row (1 = best)")
     ax.set_title("Score (text); colour: rank within the metric")
+    fig.tight_layout()
+    return fig
+
+
+def agreement_figure(results: pd.DataFrame) -> Figure | None:
+    """Kendall's tau between the explainer rankings of every two metric columns
+    (``meta.agreement.metric_agreement``; method explainers only): colour and text = tau, blank
+    where undefined (fewer than 3 common explainers, or a constant column). ``None`` when fewer
+    than two columns have a defined tau."""
+    from dattr_eval.meta.agreement import metric_agreement
+
+    tau = metric_agreement(results)
+    values = tau.to_numpy()
+    if tau.empty or not np.isfinite(values[~np.eye(len(tau), dtype=bool)]).any():
+        return None
+    size = max(4.0, 1.8 + 0.55 * len(tau))
+    fig = new_figure(size + 1.2, size)
+    ax = fig.subplots()
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu_r", vmin=-1, vmax=1)
+    for (r, c), value in np.ndenumerate(values):
+        if np.isfinite(value):
+            colour = "white" if abs(value) > 0.6 else "black"
+            ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=7, color=colour)
+    ax.set_xticks(range(len(tau)), list(tau.columns), rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(tau)), list(tau.index), fontsize=8)
+    fig.colorbar(image, ax=ax, label="Kendall's tau of the explainer rankings")
+    ax.set_title("Metric agreement (1 = same ranking, -1 = reversed)")
     fig.tight_layout()
     return fig
 

@@ -498,10 +498,16 @@ def problems_table(results: pd.DataFrame) -> pd.DataFrame:
     return bad[["benchmark", "explainer", "metric", "status", "error"]].reset_index(drop=True)
 
 
+#: metric-label prefix of the shortcut-localisation rows (``evaluation.xda_localisation``)
+LOCALISATION_PREFIX = "xda/localisation/"
+
+
 def xda_table(results: pd.DataFrame) -> pd.DataFrame:
-    """XDA scores (``kind="xda"`` rows): one row per benchmark × explainer, one column per
-    ``xda/<quantus metric>/<side>`` (empty when the evaluation ran without XDA)."""
+    """XDA scores (``kind="xda"`` rows but the localisation ones): one row per benchmark ×
+    explainer, one column per ``xda/<quantus metric>/<side>`` (empty when the evaluation ran
+    without XDA)."""
     rows = results[(results["kind"] == "xda") & (results["status"] == "ok")]
+    rows = rows[~rows["metric"].str.startswith(LOCALISATION_PREFIX)]
     if rows.empty:
         return pd.DataFrame()
     table = rows.pivot_table(
@@ -509,6 +515,31 @@ def xda_table(results: pd.DataFrame) -> pd.DataFrame:
     )
     table.columns.name = None
     table.index = [f"{b} / {e}" for b, e in table.index]
+    table.index.name = "benchmark / explainer"
+    return table
+
+
+def localisation_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Shortcut-localisation scores: one row per benchmark × explainer, one column per
+    ``<quantus metric>/<side>`` (``<column> ±``: half-width of its 95 % CI), and ``chance`` (the
+    mark's share of the image, the expected score of a random heatmap). Empty without such rows."""
+    rows = results[(results["kind"] == "xda") & (results["status"] == "ok")]
+    rows = rows[rows["metric"].str.startswith(LOCALISATION_PREFIX)]
+    if rows.empty:
+        return pd.DataFrame()
+    rows = rows.assign(
+        column=rows["metric"].str.slice(len(LOCALISATION_PREFIX)),
+        half=(rows["ci_high"] - rows["ci_low"]) / 2,
+        label=rows["benchmark"] + " / " + rows["explainer"],
+    )
+    scores = rows.pivot_table(index="label", columns="column", values="score", aggfunc="last")
+    half = rows.pivot_table(index="label", columns="column", values="half", aggfunc="last")
+    table = pd.DataFrame(index=scores.index)
+    table["chance"] = rows.groupby("label")["baseline_score"].last()
+    for column in dict.fromkeys(rows["column"]):
+        table[column] = scores[column]
+        if column in half and half[column].notna().any():
+            table[f"{column} ±"] = half[column]
     table.index.name = "benchmark / explainer"
     return table
 

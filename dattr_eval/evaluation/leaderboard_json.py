@@ -118,6 +118,7 @@ def leaderboard_document(
     draws: Draws | None = None,
     level: float = LEVEL,
     generated: str | None = None,
+    meta: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """The leaderboard of ``results`` (raw or normalised) as a JSON-ready dict.
 
@@ -127,10 +128,12 @@ def leaderboard_document(
             without them no rank intervals.
         level: confidence level of the intervals.
         generated: ISO timestamp written into ``meta`` (default: now, UTC).
+        meta: a meta-evaluation table (``meta.csv``); its scored rows become the optional
+            ``meta_evaluation`` list.
 
     Returns:
         A dict following ``SCHEMA_FILE``: ``meta``, ``benchmarks``, ``columns``, ``metrics``,
-        ``explainers`` (board order), ``cells``, ``xda``, ``problems``.
+        ``explainers`` (board order), ``cells``, ``xda``, ``problems`` (and ``meta_evaluation``).
     """
     from dattr_eval import __version__
 
@@ -240,6 +243,19 @@ def leaderboard_document(
         "xda": xda[["benchmark", "explainer", "metric", "score"]].to_dict("records"),
         "problems": problems_table(results).to_dict("records"),
     }
+    if meta is not None:
+        scored = meta[meta["status"] == "ok"]
+        document["meta_evaluation"] = [
+            {
+                "benchmark": row["benchmark"],
+                "metric": row["metric"],
+                "noise_resilience": row["noise_resilience"],
+                "adversarial_reactivity": row["adversarial_reactivity"],
+                "meta_consistency": row["meta_consistency"],
+                "flagged": _bool_or_none(row["flagged"]),
+            }
+            for row in scored.to_dict("records")
+        ]
     return json_safe(document)
 
 

@@ -8,8 +8,13 @@ store provides them) and writes beside it:
 - ``leaderboard.json``: the machine-readable leaderboard (schema ``leaderboard_json.SCHEMA_FILE``);
 - ``leaderboard.html``: one self-contained page (sortable, filterable, per-benchmark tabs, metric
   and benchmark cards, figures embedded; works offline);
-- with ``figures``: ``heatmap.png``, ``runtime_vs_rank.png``, ``memory.png`` and one
-  ``topk_<benchmark>.png`` per panel passed in ``panels``.
+- with ``figures``: ``heatmap.png``, ``runtime_vs_rank.png``, ``metric_agreement.png`` (Kendall's
+  tau between the metrics' explainer rankings), ``memory.png`` and one ``topk_<benchmark>.png``
+  per panel passed in ``panels``.
+
+Where ``out_dir`` holds a meta-evaluation (``meta.csv``, ``dattr_eval.meta_evaluate``), the
+Markdown and HTML pages add its table (noise resilience, adversarial reactivity, flags); shortcut
+localisation rows (``evaluation.xda_localisation``) get their own table.
 
 The ranking rules (quality metrics only, reference rows, rank intervals, significance marks,
 SNR) are documented in ``dattr_eval.evaluation.leaderboard``.
@@ -32,6 +37,7 @@ from dattr_eval.evaluation.leaderboard import (
     Draws,
     context_table,
     leaderboard,
+    localisation_table,
     normalise_results,
     problems_table,
     rank_table,
@@ -40,6 +46,7 @@ from dattr_eval.evaluation.leaderboard import (
 )
 from dattr_eval.evaluation.leaderboard_json import leaderboard_document
 from dattr_eval.evaluation.store import read_bootstrap, read_results
+from dattr_eval.meta.table import cost_multiples, meta_summary, read_meta
 
 __all__ = ["leaderboard", "rank_table", "report", "to_markdown"]
 
@@ -79,12 +86,15 @@ def report(
     draws = read_bootstrap(out_dir) if draws is None else draws
     board = leaderboard(results, draws, level)
     board.to_csv(out_dir / "leaderboard.csv")
-    document = leaderboard_document(results, draws, level)
+    meta = read_meta(out_dir)
+    document = leaderboard_document(results, draws, level, meta=meta)
     (out_dir / "leaderboard.json").write_text(
         json.dumps(document, indent=1, allow_nan=False) + "\n", encoding="utf-8"
     )
     images = _figures(results, board, panels or {}, out_dir) if figures else {}
-    (out_dir / "leaderboard.md").write_text(_markdown(results, board, images), encoding="utf-8")
+    (out_dir / "leaderboard.md").write_text(
+        _markdown(results, board, images, meta), encoding="utf-8"
+    )
     (out_dir / "leaderboard.html").write_text(render_html(document, images), encoding="utf-8")
     return board
 
@@ -98,6 +108,7 @@ def _figures(
     drawn = {
         "runtime_vs_rank": figures.runtime_figure(board),
         "heatmap": figures.heatmap_figure(results, list(board.index)),
+        "metric_agreement": figures.agreement_figure(results),
         "memory": figures.memory_figure(results),
         **{f"topk_{bench}": fig for bench, fig in panels.items()},
     }
@@ -125,13 +136,54 @@ _NOTES = (
 )
 
 
-def _markdown(results: pd.DataFrame, board: pd.DataFrame, images: Mapping[str, str]) -> str:
+_META_NOTES = (
+    "MetaQuantus' protocol (Hedström et al., TMLR 2023) per benchmark × metric, over the method "
+    "explainers: noise resilience = mean(IAC_NR, IEC_NR) under weight noise on the model (scores "
+    "should not move), adversarial reactivity = mean(IAC_AR, IEC_AR) under shuffled attribution "
+    "columns, a randomised model and equal-norm noise (scores should drop); IAC = Wilcoxon "
+    "p-value (NR) or 1 − p (AR) of the per-unit scores (changes within 1 % of their standard "
+    "deviation count as none), IEC_NR = chance-corrected agreement of the per-unit explainer "
+    "rankings, IEC_AR = share of units whose score dropped; ar_* = reactivity "
+    "to each disruption. All in [0, 1], 1 ideal; flagged: either criterion below 0.5 "
+    "(dattr_eval.meta.scores)."
+)
+_LOCALISATION_NOTES = (
+    "Quantus localisation metrics of LRP heatmaps on the shortcut mark (an exact segmentation), for "
+    "test points predicted as the shortcut class with another true label: `test` = the pair "
+    "heatmap of the test image with each top-k proponent, `train` = the pair heatmap of a marked "
+    "proponent, `decision` = plain LRP of the decision. `chance` = the mark's share of the image "
+    "(the expected score of a random heatmap); ± = half-width of the 95 % bootstrap CI over "
+    "heatmaps."
+)
+
+
+def _markdown(
+    results: pd.DataFrame,
+    board: pd.DataFrame,
+    images: Mapping[str, str],
+    meta: pd.DataFrame | None = None,
+) -> str:
     context, problems, xda = context_table(results), problems_table(results), xda_table(results)
+    localisation = localisation_table(results)
     md = ["# Leaderboard", "", to_markdown(board), "", _NOTES, ""]
     if not context.empty:
         md += ["## Benchmarks", "", to_markdown(context), ""]
+    summary = meta_summary(meta) if meta is not None else pd.DataFrame()
+    if not summary.empty:
+        cost = ", ".join(f"{b} × {m:.1f}" for b, m in cost_multiples(meta).items())
+        md += ["## Meta-evaluation", "", to_markdown(summary), "", _META_NOTES, ""]
+        md += [f"Cost of the meta run relative to the unperturbed run: {cost}.", ""]
     if not xda.empty:
         md += ["## Feature-level (XDA) scores", "", to_markdown(xda), ""]
+    if not localisation.empty:
+        md += [
+            "## Shortcut localisation",
+            "",
+            to_markdown(localisation),
+            "",
+            _LOCALISATION_NOTES,
+            "",
+        ]
     if not problems.empty:
         md += ["## Failed or skipped", "", to_markdown(problems.set_index("benchmark")), ""]
     md += [f"![{name}]({name}.png)" for name in images]

@@ -276,7 +276,7 @@
   function renderFigures() {
     const section = document.getElementById("figures");
     const figs = state.tab === OVERVIEW
-      ? [figure("runtime_vs_rank", "Runtime vs. average rank (whiskers: rank interval)"), figure("heatmap", "Scores by metric; colour: rank within the metric"), figure("memory", "Peak memory")]
+      ? [figure("runtime_vs_rank", "Runtime vs. average rank (whiskers: rank interval)"), figure("heatmap", "Scores by metric; colour: rank within the metric"), figure("metric_agreement", "Metric agreement: Kendall's tau between the explainer rankings"), figure("memory", "Peak memory")]
       : [figure(`topk_${state.tab}`, `${state.tab}: top-k training samples per explainer`)];
     const present = figs.filter((f) => f);
     section.replaceChildren(...(present.length ? [el("h2", { text: "Figures" }), ...present] : []));
@@ -334,6 +334,12 @@
     if (xda.length) {
       parts.push(el("h2", { text: "Feature-level (XDA) scores" }),
         plainTable(["benchmark", "explainer", "metric", "score"], xda.map((r) => [r.benchmark, r.explainer, r.metric, r.score])));
+    }
+    const meta = (DATA.meta_evaluation || []).filter(inTab);
+    if (meta.length) {
+      parts.push(el("h2", { text: "Meta-evaluation (which metrics can be trusted)" }),
+        plainTable(["benchmark", "metric", "noise resilience", "adversarial reactivity", "meta-consistency", "flagged"],
+          meta.map((r) => [r.benchmark, r.metric, r.noise_resilience, r.adversarial_reactivity, r.meta_consistency, r.flagged === null ? "–" : (r.flagged ? "⚠ yes" : "no")])));
     }
     const problems = DATA.problems.filter(inTab);
     if (problems.length) {
