@@ -221,6 +221,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         data_dir=args.data_dir,
         force=args.force,
+        memory_limit=None if args.memory_limit.lower() == "none" else args.memory_limit,
         progress=not args.no_progress,
         baseline=args.baseline,
     )
@@ -395,6 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--replicates", type=int, default=1, help="rebuild each benchmark with this many seeds"
     )
     p_run.add_argument("--force", action="store_true", help="recompute cells already in --out")
+    p_run.add_argument(
+        "--memory-limit",
+        default="auto",
+        help="bytes a cell may take, e.g. 6G or 500M (default: half the machine's RAM; 'none' for "
+        "no limit); a cell estimated above it becomes an error row instead of running",
+    )
     p_run.add_argument(
         "--baseline",
         default=None,

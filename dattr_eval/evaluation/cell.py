@@ -95,6 +95,9 @@ class CellSpec:
         key: the cell's content key (``evaluation.fingerprint.cell_key``).
         streamer: the batch loop (:func:`stream_batches`, or an executor's parallel version with
             the same signature and result).
+        memory_estimate: estimated peak extra bytes of the cell (``None``: unknown).
+        memory_limit: bytes a cell may take; a cell whose estimate exceeds it is not run and
+            becomes an error row (``None``: no limit).
     """
 
     replicates: tuple[Benchmark, ...]
@@ -108,6 +111,8 @@ class CellSpec:
     hooks: tuple[CellHook, ...] = ()
     key: str = ""
     streamer: Callable[..., tuple[list[CellError], str | None]] | None = None
+    memory_estimate: int | None = None
+    memory_limit: int | None = None
 
     @property
     def benchmark(self) -> Benchmark:
@@ -158,7 +163,18 @@ class CellResult:
 
 # ---------------------------------------------------------------------- the cell
 def run_cell(spec: CellSpec) -> CellResult:
-    """Evaluate one benchmark × explainer cell over its replicates (see the module docstring)."""
+    """Evaluate one benchmark × explainer cell over its replicates (see the module docstring).
+
+    A cell whose ``memory_estimate`` exceeds its ``memory_limit`` is not run: its result holds
+    one ``phase="memory"`` error, so one greedy explainer cannot take the whole run down.
+    """
+    if over_memory_limit(spec):
+        message = (
+            f"MemoryError: estimated peak {spec.memory_estimate / 2**30:.2f} GiB exceeds "
+            f"memory_limit={spec.memory_limit / 2**30:.2f} GiB; the cell was not run (lower the "
+            "explainer's memory_budget / batch_size, project its gradients, or raise memory_limit)"
+        )
+        return CellResult({}, (CellError("memory", message),), {}, {}, MemoryProfile())
     timer = PhaseTimer(spec.device)
     errors: list[CellError] = []
     not_applicable: dict[str, str] = {}
@@ -195,6 +211,15 @@ def run_cell(spec: CellSpec) -> CellResult:
         memory=memory.profile(),
         hook_rows=tuple(hook_rows),
         diagnostics=diagnostics,
+    )
+
+
+def over_memory_limit(spec: CellSpec) -> bool:
+    """Whether the cell's memory estimate exceeds its limit (unknown estimates never do)."""
+    return (
+        spec.memory_estimate is not None
+        and spec.memory_limit is not None
+        and spec.memory_estimate > spec.memory_limit
     )
 
 

@@ -43,11 +43,12 @@ from dattr_eval.evaluation.executor import EXECUTORS, Executor, LocalExecutor
 from dattr_eval.evaluation.fingerprint import card_key, cell_key, estimator_key
 from dattr_eval.evaluation.grid import as_list, resolve_explainers, resolve_metrics
 from dattr_eval.evaluation.portable import inline_checkpoints
-from dattr_eval.evaluation.providers import missing_ground_truth
+from dattr_eval.evaluation.providers import RANDOMIZED, missing_ground_truth
 from dattr_eval.evaluation.retraining import RetrainingService
 from dattr_eval.evaluation.rows import cell_rows
 from dattr_eval.evaluation.store import ResultStore, to_json
 from dattr_eval.explainers.base import Explainer
+from dattr_eval.explainers.memory import estimate_explainer_memory
 from dattr_eval.metrics.base import Metric, RetrainingMetric
 from dattr_eval.models.cache import default_cache_dir
 from dattr_eval.params import clone
@@ -78,6 +79,10 @@ class Evaluator:
         cache_dir: trained models and retraining outputs (default ``$DATTR_EVAL_CACHE`` or
             ``~/.cache/dattr_eval``).
         data_dir: dataset files for benchmarks that are not bundled (CIFAR-10, MNIST files).
+        memory_limit: bytes a cell may take (an int, or a string such as ``"6G"``, ``"500M"``);
+            each cell's peak is estimated from the shapes before it runs
+            (``explainers.memory.estimate_explainer_memory``) and a cell that would exceed the
+            limit becomes an error row. Default: half the machine's RAM. ``None``: no limit.
         force: recompute cells whose rows are already stored (without the store's claims: a
             forced run does not coordinate with another run on the same directory).
         progress: show tqdm progress bars.
@@ -108,6 +113,7 @@ class Evaluator:
         replicates: int = 1,
         cache_dir: str | Path | None = None,
         data_dir: str | Path | None = None,
+        memory_limit: int | str | None = "auto",
         force: bool = False,
         progress: bool = True,
         baseline: str | Path | Bundle | None = None,
@@ -134,6 +140,7 @@ class Evaluator:
         self.hooks = tuple(hooks)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.data_dir = data_dir
+        self.memory_limit = parse_memory_limit(memory_limit)
         self.force = force
         self.progress = progress
         self.store = ResultStore(out_dir)
@@ -227,6 +234,8 @@ class Evaluator:
                     batch_size=self.batch_size,
                     hooks=self.hooks,
                     key=key,
+                    memory_estimate=self._memory_estimate(template, replicates[0], usable),
+                    memory_limit=self.memory_limit,
                 )
 
     def _adopt(self, cells: Sequence[StoredCell]) -> int:
@@ -239,6 +248,23 @@ class Evaluator:
                 adopted += 1
         self.from_baseline += adopted
         return adopted
+
+    def _memory_estimate(
+        self, template: Explainer, bench: Benchmark, metrics: Mapping[str, Metric]
+    ) -> int | None:
+        """Estimated peak extra bytes of a cell: the explainer's fit and one test batch, twice when
+        a metric needs the explainer refitted on a randomised model (both live at once)."""
+        try:
+            one = estimate_explainer_memory(
+                template, bench.model, bench.train_dataset, bench.n_test, self.batch_size
+            )
+        except Exception as exc:  # noqa: BLE001 (an estimate that fails is unknown, not fatal)
+            warnings.warn(f"memory estimate of {template!r} failed: {exc}", stacklevel=3)
+            return None
+        if one is None:
+            return None
+        needs_randomized = any(RANDOMIZED in m.requires for m in metrics.values())
+        return one * (2 if needs_randomized else 1)
 
     def _write_card(
         self, replicates: tuple[Benchmark, ...], prints: list[str], finished: set[tuple[str, str]]
@@ -334,6 +360,40 @@ class Evaluator:
             cache_dir=self.cache_dir,
             progress=self.progress,
         )
+
+
+def parse_memory_limit(limit: int | str | None) -> int | None:
+    """Bytes from ``memory_limit``: an int, ``"6G"`` / ``"500M"`` / ``"64K"``, ``"auto"`` (half the
+    machine's RAM, read from ``/proc/meminfo``; no limit where that is unknown) or ``None``."""
+    if limit is None:
+        return None
+    if isinstance(limit, str):
+        text = limit.strip().upper()
+        if text == "AUTO":
+            return _half_ram()
+        units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+        scale = units.get(text[-1:], 1)
+        number = text[:-1] if text[-1:] in units else text
+        try:
+            limit = int(float(number) * scale)
+        except ValueError:
+            raise ValueError(
+                f"memory_limit must be bytes, a size such as '6G' or '500M', 'auto' or None; got {limit!r}"
+            ) from None
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+        raise ValueError(f"memory_limit must be a positive number of bytes, got {limit!r}")
+    return limit
+
+
+def _half_ram() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024 // 2
+    except OSError:
+        return None
+    return None
 
 
 def _on_device(bench: Benchmark, device: torch.device) -> Benchmark:

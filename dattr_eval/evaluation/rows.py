@@ -171,6 +171,9 @@ def _profile_columns(spec: CellSpec, result: CellResult) -> dict[str, Any]:
         "peak_rss_mb": result.memory.peak_rss_mb,
         "rss_increase_mb": result.memory.rss_increase_mb,
         "cuda_peak_mb": result.memory.cuda_peak_mb,
+        "memory_estimate_mb": (
+            spec.memory_estimate / 2**20 if spec.memory_estimate is not None else None
+        ),
         "device_name": device_name(spec.device),
         "torch_threads": torch.get_num_threads(),
         "diagnostics": to_json(dict(result.diagnostics)) if result.diagnostics else "",
