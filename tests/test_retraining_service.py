@@ -112,3 +112,13 @@ def test_bad_retrainer():
     train, x_test, targets = data()
     with pytest.raises(TypeError, match="retrainer must be"):
         RetrainingService(lambda idx: None, train, x_test, targets)
+
+
+def test_parallel_workers_give_the_same_outputs(tmp_path):
+    """Chunks trained in two spawned processes equal training in this process."""
+    train, x_test, targets = data()
+    requests = [RetrainRequest(torch.arange(i, i + 20), seed=i % 3) for i in range(40)]
+    serial = RetrainingService(RecipeRetrainer(RECIPE), train, x_test, targets, workers=1)
+    parallel = RetrainingService(RecipeRetrainer(RECIPE), train, x_test, targets, workers=2)
+    torch.testing.assert_close(parallel.outputs(requests), serial.outputs(requests), rtol=0, atol=0)
+    assert parallel.n_trained == serial.n_trained == 40
