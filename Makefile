@@ -21,7 +21,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/dattr-eval run --benchmark 'digits-*' --explainers all --out $(OUT)
 
+# lint (ruff check + format check), the test suite (notebook sources in sync included), the notebooks
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q
 	$(PY) -m pytest -q --nbmake notebooks/
 
@@ -29,7 +32,8 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check dattr_eval tests benchmarks
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 $(DOCS_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e ".[dev,docs]"
