@@ -52,6 +52,8 @@ REFERENCES = {"random", "loss"}
 def run_before(commit: str, replicates: int, work: Path) -> pd.DataFrame:
     """Scores of the old evaluator, one row per (seed, benchmark, explainer, metric)."""
     tree = work / "before"
+    # a rerun with the same --work resumes: the old evaluator reuses each seed's finished cells
+    subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False)
     subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], cwd=ROOT, check=True)
     try:
         frames = []
