@@ -257,7 +257,12 @@ def test_ekfac_matches_kronfluence(cnn):
     pytest.importorskip("kronfluence")
     model, train, x_test = cnn
     ours = explainers.create(
-        "influence", solver="ekfac", damping=1e-3, fisher_labels="true", batch_size=50
+        "influence",
+        solver="ekfac",
+        damping=1e-3,
+        fisher_labels="true",
+        batch_size=50,
+        params=None,  # every module, as kronfluence (the default is the last layer)
     ).fit(model, train)
     test = (x_test, ours.predict(x_test))
     theirs = kronfluence_scores(model, train, test, strategy="ekfac", damping=1e-3)
