@@ -53,8 +53,8 @@ class InfluenceFunction(GradientKernelExplainer):
     ``L`` is the cross-entropy loss, gradients are taken over the chosen parameters ``theta``
     (``params``: default ``"last_layer"``; ``None`` for all trainable ones), and
     ``H = (1/n) sum_j d^2 L(x_j, y_j) / dtheta^2 + damping * I`` is the mean Hessian of the
-    training loss plus damping. ``A[i, j] > 0`` means upweighting ``x_j`` lowers the test loss (it supports the prediction): this is minus Koh &
-    Liang's ``I_up,loss``.
+    training loss plus damping. ``A[i, j] > 0`` means upweighting ``x_j`` lowers the test loss
+    (it supports the prediction): this is minus Koh & Liang's ``I_up,loss``.
 
     Solvers (``solver=``), all through Hessian-vector products (``hessian.py``):
 
