@@ -34,7 +34,10 @@ leaderboard-fmnist: $(STAMP)
 	  echo "    sudo apt-get install dataset-fashion-mnist" >&2; exit 1; fi
 	$(PY) benchmarks/fmnist_leaderboard.py --out $(FMNIST_OUT)
 
+# lint (ruff check + format check), the test suite (notebook sources in sync included), the notebooks
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q
 	$(PY) -m pytest -q --nbmake notebooks/
 
@@ -42,7 +45,8 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check dattr_eval tests benchmarks
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 $(DOCS_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e ".[dev,docs]"

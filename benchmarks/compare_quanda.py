@@ -69,11 +69,11 @@ def _outputs(
 
 
 def make_tensors() -> dict:
+    from dattr_eval.evaluation.auxiliary import lds_subsets, randomize_model
     from sklearn.datasets import load_digits
     from torch.utils.data import TensorDataset
 
     from dattr_eval import explainers
-    from dattr_eval.evaluation.auxiliary import lds_subsets, randomize_model
 
     x, y = load_digits(return_X_y=True)
     x, y = torch.tensor(x / 16.0, dtype=torch.float32), torch.tensor(y)

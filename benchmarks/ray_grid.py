@@ -40,10 +40,10 @@ from pathlib import Path
 import pandas as pd
 import ray
 import torch
+from dattr_eval.evaluation.auxiliary import default_cache_dir
 
 from dattr_eval import benchmarks, explainers
 from dattr_eval.evaluation import evaluate
-from dattr_eval.evaluation.auxiliary import default_cache_dir
 
 sys.path.insert(0, str(Path(__file__).parent))
 from digits_cnn import machine_line

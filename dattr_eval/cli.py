@@ -142,7 +142,7 @@ def _benchmark_names(patterns: Sequence[str]) -> list[str]:
             )
         for name in matched:
             try:
-                benchmarks.REGISTRY.canonical(name)
+                benchmarks.REGISTRY.get(name)  # a registry name or a module:Class spec
             except KeyError as exc:
                 raise CLIError(f"--benchmark: {exc.args[0]}") from None
             names.extend([name] if name not in names else [])

@@ -135,7 +135,9 @@ def test_ekfac_eigenvalues_are_mean_squared_per_sample_gradients_in_the_eigenbas
     """Layer by layer, ``Lambda = mean_i (Q_S^T G_i Q_A)^2`` with ``G_i`` from the ``torch.func``
     engine (not the hooks), and a convolution's ``(c_in k1 k2)`` unfolding order."""
     model, train, _ = cnn
-    xpl = explainers.create("influence", solver="ekfac", params=None, batch_size=50).fit(model, train)
+    xpl = explainers.create("influence", solver="ekfac", params=None, batch_size=50).fit(
+        model, train
+    )
     inv = xpl.inverse_
     assert [layer.name for layer in inv.layers] == ["1", "4", "7"]
     grads = per_sample_gradients(model, (train.tensors[0], inv.labels), params=xpl.param_names_)

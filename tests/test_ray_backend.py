@@ -238,8 +238,8 @@ def test_resume_skips_finished_cells_on_ray(tmp_path):
     assert _fits(log) == ["100 local", "90 local"]  # only the unfinished cell ran, on a Ray worker
     evaluate(benches, explainers, out_dir=tmp_path / "out", executor="ray", progress=False)
     assert len(_fits(log)) == 2  # everything finished: no task submitted
-    all_rows = read_results(tmp_path / "out", latest=False)
-    assert len(all_rows) == len(read_results(tmp_path / "out")) == 4  # no row written twice
+    all_rows = _cells(read_results(tmp_path / "out", latest=False))
+    assert len(all_rows) == len(_cells(read_results(tmp_path / "out"))) == 4  # no row written twice
 
 
 def test_cells_submitted_before_a_benchmark_fails_to_build_are_kept(tmp_path):
@@ -349,6 +349,6 @@ def test_cli_backend_ray_parses_and_runs(tmp_path, monkeypatch, capsys):
         )
         == 0
     )
-    results = read_results(out)
+    results = _cells(read_results(out))
     assert set(results.explainer) == {"random", "dualview"} and (results.status == "ok").all()
     assert "| random |" in capsys.readouterr().out

@@ -131,3 +131,12 @@ def test_min_samples_gives_small_subsets_more_epochs():
         torch.testing.assert_close(row, target_log_probs(direct, x_test, targets))
     with pytest.raises(ValueError, match="min_samples"):
         RecipeRetrainer(one_epoch, min_samples=0)
+
+def test_parallel_workers_give_the_same_outputs(tmp_path):
+    """Chunks trained in two spawned processes equal training in this process."""
+    train, x_test, targets = data()
+    requests = [RetrainRequest(torch.arange(i, i + 20), seed=i % 3) for i in range(40)]
+    serial = RetrainingService(RecipeRetrainer(RECIPE), train, x_test, targets, workers=1)
+    parallel = RetrainingService(RecipeRetrainer(RECIPE), train, x_test, targets, workers=2)
+    torch.testing.assert_close(parallel.outputs(requests), serial.outputs(requests), rtol=0, atol=0)
+    assert parallel.n_trained == serial.n_trained == 40

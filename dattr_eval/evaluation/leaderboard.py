@@ -29,7 +29,7 @@ Ranking rules (how the report reads ``results.csv``, schema v2):
 - **Signal-to-noise ratio** per benchmark × metric (needs ``replicate_scores`` with ≥ 2
   replicates for ≥ 2 methods): ``std`` over methods of their mean replicate score divided by the
   mean over methods of their within-method replicate ``std`` (both with ``ddof=1``); a column with
-  SNR below ``SNR_FLAG`` is flagged: its ranking is mostly replicate noise.
+  SNR below ``SNR_THRESHOLD`` is flagged: its ranking is mostly replicate noise.
 
 Older results (no ``explainer_role`` column) treat ``LEGACY_REFERENCES`` as reference rows; no
 ``ci_low``/draws means no intervals. Runtime = fit + explain + self-influence seconds, summed over
@@ -46,10 +46,10 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from dattr_eval.statistics import SNR_THRESHOLD, signal_to_noise
+
 #: the confidence level of every interval in the report
 LEVEL = 0.95
-#: a benchmark × metric whose signal-to-noise ratio is below this is flagged
-SNR_FLAG = 3.0
 #: explainer names treated as reference rows when the results have no ``explainer_role`` column
 LEGACY_REFERENCES = ("random", "loss")
 METHOD, REFERENCE = "method", "reference"
@@ -420,7 +420,7 @@ def snr_table(results: pd.DataFrame) -> pd.DataFrame:
     """Signal-to-noise ratio per ``(benchmark, metric)`` (see the module docstring).
 
     Returns columns ``snr`` (``inf`` when the replicates agree exactly), ``n_methods`` (methods
-    with ≥ 2 replicates) and ``flagged`` (``snr < SNR_FLAG``); only columns with ≥ 2 such methods.
+    with ≥ 2 replicates) and ``flagged`` (``snr < SNR_THRESHOLD``); only columns with ≥ 2 such methods.
     """
     rows = metric_rows(results)
     rows = rows[(rows["status"] == "ok") & (rows["explainer_role"] == METHOD)].copy()
@@ -430,17 +430,18 @@ def snr_table(results: pd.DataFrame) -> pd.DataFrame:
     for (bench, metric), group in rows.groupby(["benchmark", "metric"], sort=False):
         if len(group) < 2:
             continue
-        means = [float(np.mean(r)) for r in group["replicates_list"]]
-        noise = float(np.mean([np.std(r, ddof=1) for r in group["replicates_list"]]))
-        spread = float(np.std(means, ddof=1))
-        snr = spread / noise if noise > 0 else math.inf
+        lists = list(group["replicates_list"])
+        matrix = np.full((len(lists), max(map(len, lists))), np.nan)
+        for i, values in enumerate(lists):
+            matrix[i, : len(values)] = values
+        snr = signal_to_noise(matrix)
         records.append(
             {
                 "benchmark": bench,
                 "metric": metric,
                 "snr": snr,
                 "n_methods": len(group),
-                "flagged": snr < SNR_FLAG,
+                "flagged": snr < SNR_THRESHOLD,
             }
         )
     table = pd.DataFrame(records, columns=["benchmark", "metric", "snr", "n_methods", "flagged"])

@@ -19,7 +19,7 @@ import pandas as pd
 
 from dattr_eval.evaluation.leaderboard import (
     LEVEL,
-    SNR_FLAG,
+    SNR_THRESHOLD,
     Draws,
     average_ranks,
     benchmark_cards,
@@ -231,7 +231,7 @@ def leaderboard_document(
             "dattr_eval_version": __version__,
             "generated": generated or datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "level": level,
-            "snr_flag": SNR_FLAG,
+            "snr_flag": SNR_THRESHOLD,
         },
         "benchmarks": benchmarks,
         "columns": columns,
