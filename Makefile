@@ -8,7 +8,7 @@ OUT ?= results/digits
 
 DOCS_STAMP := $(VENV)/.installed-docs
 
-.PHONY: demo test test-all lint docs notebooks notebooks-check
+.PHONY: demo test test-all lint docs notebooks notebooks-check leaderboard-fmnist
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,19 @@ $(STAMP): pyproject.toml
 # (run writes results/digits/leaderboard.{md,html} and PNG figures). A rerun resumes where it stopped.
 demo: $(STAMP)
 	$(VENV)/bin/dattr-eval run --benchmark 'digits-*' --explainers all --out $(OUT)
+
+# Fashion-MNIST at paper scale: the five fmnist-* benchmarks (60k training images, 1,000 test
+# points each) with the fast explainers, in 2 single-threaded worker processes; writes
+# $(FMNIST_OUT)/leaderboard.{md,html} and fmnist_leaderboard.md (results, time, memory profile).
+# The data is Debian's dataset-fashion-mnist: installed here when run as root, else named.
+FMNIST_DIR := /usr/share/datasets/fashion-mnist
+FMNIST_OUT ?= results/fmnist
+leaderboard-fmnist: $(STAMP)
+	@test -e $(FMNIST_DIR)/train-images-idx3-ubyte.gz || test -e $(FMNIST_DIR)/train-images-idx3-ubyte \
+	  || if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y dataset-fashion-mnist; \
+	  else echo "Fashion-MNIST is missing from $(FMNIST_DIR); install it with:" >&2; \
+	  echo "    sudo apt-get install dataset-fashion-mnist" >&2; exit 1; fi
+	$(PY) benchmarks/fmnist_leaderboard.py --out $(FMNIST_OUT)
 
 # lint (ruff check + format check), the test suite (notebook sources in sync included), the notebooks
 test: $(STAMP)

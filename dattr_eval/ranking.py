@@ -32,6 +32,8 @@ def _tie_bounds(sorted_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     pos = torch.arange(n, device=sorted_values.device).expand(r, n)
     new = torch.ones_like(sorted_values, dtype=torch.bool)
     new[:, 1:] = sorted_values[:, 1:] != sorted_values[:, :-1]
+    if bool(new.all()):  # no ties (the common case for float scores): every group is one element
+        return pos, pos
     end = torch.ones_like(new)
     end[:, :-1] = new[:, 1:]
     first = torch.where(new, pos, torch.zeros_like(pos)).cummax(dim=1).values
@@ -40,8 +42,12 @@ def _tie_bounds(sorted_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 
 
 def average_ranks(x: torch.Tensor) -> torch.Tensor:
-    """Ranks ``1..n`` along the last dimension of ``(r, n)`` ``x``, ties sharing their mean rank (float64)."""
-    values, order = torch.sort(x, dim=1, stable=True)
+    """Ranks ``1..n`` along the last dimension of ``(r, n)`` ``x``, ties sharing their mean rank (float64).
+
+    The ranks depend only on the order of the values, not on their dtype (pass float32 scores
+    as they are: sorting them is faster than sorting a float64 copy, with the same ranks).
+    """
+    values, order = torch.sort(x, dim=1)  # tied values get one rank: their order is irrelevant
     first, last = _tie_bounds(values)
     sorted_ranks = (first + last).double() / 2 + 1
     return torch.empty_like(sorted_ranks).scatter_(1, order, sorted_ranks)
@@ -76,8 +82,8 @@ def average_precision_rows(scores: torch.Tensor, positives: torch.Tensor) -> tor
     """
     if not bool(positives.any()):
         raise ValueError("positives must contain at least one True entry")
-    order = descending_order(scores)
-    values = scores.gather(1, order)
+    # a tie group counts at its end, so the order within it is irrelevant: no stable sort needed
+    values, order = torch.sort(scores, dim=1, descending=True)
     hits = positives.to(scores.device)[order].double()
     _, last = _tie_bounds(values)
     tp_at_end = hits.cumsum(1).gather(1, last)

@@ -196,3 +196,34 @@ def test_random_scores_at_chance_and_dualview_beats_it_on_digits(tmp_path):
     }
     for bench, metric in zip(names, metrics):
         assert ok[(bench, chosen[bench], metric)] > ok[(bench, "random", metric)] + 0.02
+
+
+def test_fidelity_uses_the_class_model_and_the_familys_fidelity_params(tmp_path):
+    """The fidelity task trains no model of its own: same data and recipe as the class task, so
+    it reads the class task's cache entry; a family's fidelity_params reach the metrics and its
+    retrain_min_samples the retrainer."""
+    import dataclasses
+
+    from dattr_eval.benchmarks.builtin import FAMILIES, FidelityTask
+
+    light = dataclasses.replace(
+        FAMILIES[0],  # digits, trained for 2 epochs here
+        recipe=(("epochs", 2),),
+        retrain_min_samples=500,
+        fidelity_params=(("lds", (("n_seeds", 2),)), ("data_pruning", (("n_orders", 1),))),
+    )
+    assert FidelityTask.metrics_for(light) == (
+        ("lds", {"n_subsets": light.lds_subsets, "n_seeds": 2}),
+        "coreset_selection",
+        ("data_pruning", {"n_orders": 1}),
+    )
+
+    def build(name):
+        spec = type("Light", (benchmarks.get(name),), {"family": light})()
+        return spec.build(cache_dir=tmp_path)
+
+    cls, fid = build("digits-class"), build("digits-fidelity")
+    assert len([p for p in (tmp_path / "models").iterdir() if p.is_dir()]) == 1
+    for a, b in zip(cls.model.state_dict().values(), fid.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert cls.retrain is None and fid.retrain.min_samples == 500

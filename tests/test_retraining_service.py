@@ -114,6 +114,24 @@ def test_bad_retrainer():
         RetrainingService(lambda idx: None, train, x_test, targets)
 
 
+def test_min_samples_gives_small_subsets_more_epochs():
+    """Subset-size-aware epochs: each request trains as train_model with max(epochs,
+    ceil(min_samples / n)) epochs; the fingerprint changes only when min_samples is set."""
+    one_epoch = dataclasses.replace(RECIPE, epochs=1)
+    retrainer = RecipeRetrainer(one_epoch, min_samples=60)
+    assert [retrainer.epochs_for(n) for n in (10, 30, 45, 60, 600)] == [6, 2, 2, 1, 1]
+    assert RecipeRetrainer(one_epoch).fingerprint() != retrainer.fingerprint()
+    assert RecipeRetrainer(one_epoch).epochs_for(10) == 1
+    train, x_test, targets = data()
+    requests = [(torch.arange(10), 0), (torch.arange(30, 60), 1), (torch.arange(20, 30), 2)]
+    out = retrainer.outputs(train, requests, x_test, targets)
+    for row, (indices, seed), epochs in zip(out, requests, (6, 2, 6)):
+        recipe = dataclasses.replace(one_epoch, seed=seed, epochs=epochs)
+        direct = train_model(recipe, torch.utils.data.Subset(train, indices.tolist())).model
+        torch.testing.assert_close(row, target_log_probs(direct, x_test, targets))
+    with pytest.raises(ValueError, match="min_samples"):
+        RecipeRetrainer(one_epoch, min_samples=0)
+
 def test_parallel_workers_give_the_same_outputs(tmp_path):
     """Chunks trained in two spawned processes equal training in this process."""
     train, x_test, targets = data()

@@ -50,6 +50,11 @@ class Family:
         task_recipes: ``(task, fields)`` pairs: fields that differ for that task's benchmark model.
         n_test: test samples explained per benchmark.
         lds_subsets: random subsets of the fidelity task's LDS (each retrained with 3 seeds).
+        retrain_min_samples: subset-size-aware retraining (``RecipeRetrainer.min_samples``): a
+            model retrained on ``n`` samples runs ``max(epochs, ceil(retrain_min_samples / n))``
+            epochs; ``None``: the retraining recipe's epochs for every subset size.
+        fidelity_params: ``(metric, fields)`` pairs: keyword arguments of the fidelity task's
+            metrics that differ from their defaults (lighter protocols for large training sets).
         needs_data_dir: the files come from ``data_dir`` (not bundled).
         default_dir: the loader's default directory is used when no ``data_dir`` is given
             (Fashion-MNIST: Debian's ``dataset-fashion-mnist`` location).
@@ -67,6 +72,8 @@ class Family:
     needs_data_dir: bool = False
     default_dir: bool = False
     task_recipes: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    retrain_min_samples: int | None = None
+    fidelity_params: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
 
     def recipe_for(self, task: str) -> dict[str, Any]:
         """The ``TrainRecipe`` fields of ``task``'s benchmark model (``recipe``, then ``task_recipes``)."""
@@ -125,12 +132,18 @@ FAMILIES: tuple[Family, ...] = (
         "load_fashion_mnist",
         "basic_conv",
         1,
-        recipe=(("epochs", 10), ("lr", 0.05)),
-        retrain_recipe=(("epochs", 3),),
+        recipe=(("epochs", 3), ("lr", 0.05), ("n_checkpoints", 1)),
+        retrain_recipe=(("epochs", 1),),
         n_test=1000,
-        lds_subsets=20,
+        lds_subsets=16,
         needs_data_dir=True,
         default_dir=True,
+        retrain_min_samples=30_000,
+        fidelity_params=(
+            ("lds", (("n_seeds", 2),)),
+            ("coreset_selection", (("n_fractions", 3), ("n_orders", 1))),
+            ("data_pruning", (("n_fractions", 3), ("n_orders", 1))),
+        ),
     ),
     Family(
         "cifar10",
@@ -158,6 +171,8 @@ class FamilyBenchmark(BenchmarkSpec):
     family: ClassVar[Family]
     task: ClassVar[str]
     description: ClassVar[str]
+    #: the task whose benchmark model this one uses (an unperturbed task shares the class model)
+    model_task: ClassVar[str | None] = None
 
     def __init__(self, n_test: int | None = None, seed: int = 0) -> None:
         self.n_test = n_test
@@ -197,14 +212,21 @@ class FamilyBenchmark(BenchmarkSpec):
             n_classes=n_classes,
             in_channels=self.family.in_channels,
             seed=self.seed,
-            **self.family.recipe_for(self.task),
+            **self.family.recipe_for(self.model_task or self.task),
         )
         cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        trained = ModelCache(cache_root / "models").get_or_train(recipe, train, tag=self.label)
+        # the cache entry's tag: this label, or the label of the task whose model this one uses
+        tag = self.label
+        if self.model_task is not None:
+            tag = f"{self.family.prefix}-{self.model_task}{self.label[len(self.name) :]}"
+        trained = ModelCache(cache_root / "models").get_or_train(recipe, train, tag=tag)
         model = trained.model.to(device) if device is not None else trained.model
         retrain = None
         if self.retrainable():
-            retrain = RecipeRetrainer(replace(recipe, **dict(self.family.retrain_recipe)))
+            retrain = RecipeRetrainer(
+                replace(recipe, **dict(self.family.retrain_recipe)),
+                min_samples=self.family.retrain_min_samples,
+            )
         n_test = self.n_test or self.family.n_test
         bench = Benchmark.from_datasets(
             self.label,
@@ -307,10 +329,18 @@ class FidelityTask(FamilyBenchmark):
     task = "fidelity"
     description = "clean model, retrained models for LDS, coreset and pruning"
     metrics = ("lds", "coreset_selection", "data_pruning")
+    model_task = "class"  # the same unperturbed data and recipe: the class task's model
 
     @classmethod
     def metrics_for(cls, family: Family) -> tuple[Any, ...]:
-        return (("lds", {"n_subsets": family.lds_subsets}), "coreset_selection", "data_pruning")
+        params = {name: dict(fields) for name, fields in family.fidelity_params}
+        return (
+            ("lds", {"n_subsets": family.lds_subsets, **params.get("lds", {})}),
+            *(
+                (name, params[name]) if name in params else name
+                for name in ("coreset_selection", "data_pruning")
+            ),
+        )
 
     def retrainable(self) -> bool:
         return True

@@ -55,7 +55,7 @@ class FeatureShortcut(Metric):
         )
         if not bool(marked.any()):
             raise ValueError("marked_train_indices is empty: no marked training sample to detect")
-        selected = attributions.detach()[keep.to(attributions.device)].double()
+        selected = attributions.detach()[keep.to(attributions.device)]  # AP reads the order only
         self.top1.append(selected.argmax(1).cpu())
         self.per_unit.append(average_precision_rows(selected, marked).cpu())
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 
 import torch
@@ -20,6 +21,7 @@ from torch.utils.data import Dataset, Subset
 
 from dattr_eval.models.ensemble import ensemble_outputs
 from dattr_eval.models.training import TrainRecipe, train_model
+from dattr_eval.validation import check_positive
 
 
 @torch.no_grad()
@@ -73,17 +75,40 @@ class Retrainer:
 
 @dataclasses.dataclass(frozen=True)
 class RecipeRetrainer(Retrainer):
-    """Retrains a built-in architecture with ``recipe`` (its ``seed`` replaced per request)."""
+    """Retrains a built-in architecture with ``recipe`` (its ``seed`` replaced per request).
+
+    Attributes:
+        recipe: the training recipe of every retrained model.
+        min_samples: subset-size-aware epochs: a model trained on ``n`` samples runs
+            ``max(recipe.epochs, ceil(min_samples / n))`` epochs, so a small subset still gets
+            about ``min_samples`` sample-steps of SGD (``None``: ``recipe.epochs`` for every size).
+    """
 
     recipe: TrainRecipe
+    min_samples: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.min_samples is not None:
+            check_positive(self.min_samples, "min_samples", integer=True)
 
     def fingerprint(self) -> str:
         fields = {**dataclasses.asdict(self.recipe), "seed": None}
-        payload = json.dumps({"recipe": fields, "torch": torch.__version__}, sort_keys=True)
+        content = {"recipe": fields, "torch": torch.__version__}
+        if self.min_samples is not None:  # absent otherwise: earlier cache entries stay valid
+            content["min_samples"] = self.min_samples
+        payload = json.dumps(content, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()
 
+    def epochs_for(self, n_samples: int) -> int:
+        """Epochs of a model trained on ``n_samples`` samples (see ``min_samples``)."""
+        if self.min_samples is None or n_samples <= 0:
+            return self.recipe.epochs
+        return max(self.recipe.epochs, math.ceil(self.min_samples / n_samples))
+
     def train(self, train_dataset: Dataset, indices: torch.Tensor, seed: int) -> nn.Module:
-        recipe = dataclasses.replace(self.recipe, seed=int(seed))
+        recipe = dataclasses.replace(
+            self.recipe, seed=int(seed), epochs=self.epochs_for(len(indices))
+        )
         subset = Subset(train_dataset, [int(i) for i in indices])
         return train_model(recipe, subset, None).model
 
@@ -94,13 +119,19 @@ class RecipeRetrainer(Retrainer):
         test_inputs: torch.Tensor,
         test_targets: torch.Tensor,
     ) -> torch.Tensor:
-        """All requests trained as one ensemble (``models.ensemble.ensemble_outputs``), each member
-        equal to ``train`` on its own (bitwise on CPU)."""
-        return ensemble_outputs(
-            self.recipe,
-            train_dataset,
-            [idx for idx, _ in requests],
-            [int(seed) for _, seed in requests],
-            test_inputs,
-            test_targets,
-        )
+        """All requests trained as ensembles (``models.ensemble.ensemble_outputs``), one per
+        number of epochs, each member equal to ``train`` on its own (bitwise on CPU)."""
+        out = torch.empty(len(requests), test_inputs.shape[0])
+        by_epochs: dict[int, list[int]] = {}
+        for position, (indices, _) in enumerate(requests):
+            by_epochs.setdefault(self.epochs_for(len(indices)), []).append(position)
+        for epochs, positions in sorted(by_epochs.items()):
+            out[positions] = ensemble_outputs(
+                dataclasses.replace(self.recipe, epochs=epochs),
+                train_dataset,
+                [requests[p][0] for p in positions],
+                [int(requests[p][1]) for p in positions],
+                test_inputs,
+                test_targets,
+            )
+        return out
