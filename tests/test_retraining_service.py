@@ -132,6 +132,7 @@ def test_min_samples_gives_small_subsets_more_epochs():
     with pytest.raises(ValueError, match="min_samples"):
         RecipeRetrainer(one_epoch, min_samples=0)
 
+
 def test_parallel_workers_give_the_same_outputs(tmp_path):
     """Chunks trained in two spawned processes equal training in this process."""
     train, x_test, targets = data()
