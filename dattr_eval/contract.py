@@ -239,7 +239,8 @@ def merge_topk(first: TopK, second: TopK, k: int, offset: int = 0) -> TopK:
     ``second`` must exceed every index of ``first`` (ties then go to ``first``, the smaller index).
 
     Args:
-        first, second: ``TopK`` of ``(n_test, k1)`` and ``(n_test, k2)`` (checked by :func:`check_topk`).
+        first: ``TopK`` of ``(n_test, k1)``, the earlier columns (checked by :func:`check_topk`).
+        second: ``TopK`` of ``(n_test, k2)``, the block starting at ``offset`` (checked alike).
         k: entries kept per row, a positive int; ``min(k, k1 + k2)`` are returned (a stream's
             first chunks may hold fewer than ``k`` candidates).
         offset: non-negative int added to ``second``'s indices (the start of its block).
