@@ -17,6 +17,7 @@ import dattr_eval
 from dattr_eval.evaluation import figures
 from dattr_eval.evaluation.leaderboard import (
     average_ranks,
+    cards_table,
     column_ranks,
     leaderboard,
     normalise_results,
@@ -297,6 +298,35 @@ def test_report_writes_every_file_and_a_self_contained_page(tmp_path):
     assert md.startswith("# Leaderboard") and "| b | method | 1.33 [1, 1.33] |" in md
     assert "0.9 ± 0.05" in md and "![runtime_vs_rank](runtime_vs_rank.png)" in md
     assert pd.read_csv(tmp_path / "leaderboard.csv", index_col=0).shape == board.shape
+
+
+def test_cards_table_reads_each_card_and_leaves_missing_entries_empty():
+    results = results_frame()
+    card = {
+        "n_train": 10,
+        "test_accuracy": 0.5,
+        "train_one_minus_p": {"median": 1e-7, "q05": 1e-9},
+        "mislabel": {"flipped_fit": 0.25, "flipped_loss_auroc": 0.9},
+        "flags": ["median 1-p < 1e-6", "flipped labels not learned"],
+    }
+    results.loc[(results.kind == "card") & (results.benchmark == "b2"), "card"] = json.dumps(card)
+    table = cards_table(normalise_results(results))
+    assert list(table.index) == ["b1", "b2"]
+    assert table.loc["b2", "median_1-p"] == 1e-7 and table.loc["b2", "flipped_fitted"] == 0.25
+    assert table.loc["b2", "flags"] == "median 1-p < 1e-6; flipped labels not learned"
+    assert np.isnan(table.loc["b1", "n_train"]) and "shortcut_rate" not in table.columns
+
+
+def test_markdown_report_shows_the_snr_flags_and_the_cards(tmp_path):
+    replicates = {("b1", "up", "a"): [1, 2, 3], ("b1", "up", "b"): [4, 5, 6]}
+    replicates[("b1", "up", "c")] = [7, 9, 11]  # SNR sqrt(37/3) / (4/3) = 2.63 < 3: flagged
+    write_results(tmp_path, results_frame(replicates=replicates))
+    dattr_eval.report(tmp_path, figures=False, draws={})
+    md = (tmp_path / "leaderboard.md").read_text()
+    snr = md.split("## Signal-to-noise over replicates")[1].split("##")[0]
+    assert "| b1 | up | 2.63 | 3 | ⚠ SNR < 3 |" in snr
+    cards = md.split("## Benchmark cards")[1]
+    assert "| b1 | median 1-p < 1e-6 |" in cards
 
 
 def test_report_reads_older_results_without_the_new_columns(tmp_path):

@@ -461,6 +461,46 @@ def benchmark_cards(results: pd.DataFrame) -> dict[str, dict]:
     return cards
 
 
+def cards_table(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per benchmark card: the quantities a reader checks before trusting its scores.
+
+    Columns: ``n_train``, ``n_test``, ``test_accuracy`` (marked test images included on shortcut
+    benchmarks), ``test_accuracy_unmarked``, ``train_accuracy``, ``median_1-p`` and ``q05_1-p``
+    (the model's ``1 - p(label)`` over the training set), ``flipped_fitted`` (share of flipped
+    labels the model predicts, mislabel benchmarks), ``loss_auroc`` (how well training loss
+    alone finds the flipped labels), ``shortcut_rate`` (marked other-class test images predicted
+    as the shortcut class) and ``flags`` (the card's warnings, ``"none"`` when there are none).
+    Missing entries are NaN.
+    """
+    records = []
+    for bench, card in benchmark_cards(results).items():
+        one_minus_p = card.get("train_one_minus_p") or {}
+        mislabel = card.get("mislabel") or {}
+        shortcut = card.get("shortcut") or {}
+        records.append(
+            {
+                "benchmark": bench,
+                "n_train": card.get("n_train"),
+                "n_test": card.get("n_test"),
+                "test_accuracy": card.get("test_accuracy"),
+                "test_accuracy_unmarked": card.get("test_accuracy_clean"),
+                "train_accuracy": card.get("train_accuracy"),
+                "median_1-p": one_minus_p.get("median"),
+                "q05_1-p": one_minus_p.get("q05"),
+                "flipped_fitted": mislabel.get("flipped_fit"),
+                "loss_auroc": mislabel.get("flipped_loss_auroc"),
+                "shortcut_rate": shortcut.get("shortcut_rate"),
+                "flags": "; ".join(card.get("flags") or []) or "none",
+            }
+        )
+    if not records:
+        return pd.DataFrame()
+    table = pd.DataFrame(records).set_index("benchmark").sort_index()
+    numeric = table.columns.drop("flags")
+    table[numeric] = table[numeric].apply(pd.to_numeric, errors="coerce")
+    return table.dropna(axis=1, how="all")
+
+
 def profile_table(results: pd.DataFrame) -> pd.DataFrame:
     """Per explainer: runtime seconds (summed over benchmarks), per-sample explain milliseconds,
     peak RSS increase and CUDA peak (MiB, maxima over benchmarks)."""

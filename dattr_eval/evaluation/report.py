@@ -35,12 +35,14 @@ from dattr_eval.evaluation.html_report import render_html
 from dattr_eval.evaluation.leaderboard import (
     LEVEL,
     Draws,
+    cards_table,
     context_table,
     leaderboard,
     localisation_table,
     normalise_results,
     problems_table,
     rank_table,
+    snr_table,
     to_markdown,
     xda_table,
 )
@@ -136,6 +138,19 @@ _NOTES = (
 )
 
 
+_SNR_NOTES = (
+    "SNR = standard deviation over the methods of their mean score / mean within-method standard "
+    "deviation over the benchmark's replicate seeds (reference rows left out). `flagged`: SNR "
+    "below 3, i.e. the replicate noise is a sizeable part of the differences between methods: "
+    "do not read that column's ranking as a finding."
+)
+_CARD_NOTES = (
+    "1-p: the model's 1 − p(label) on the training set (median, 5 % quantile); tiny values mean an "
+    "over-confident model whose loss gradients vanish. flipped_fitted: share of flipped labels "
+    "the model predicts; loss_auroc: detection of the flipped labels by training loss alone. "
+    "shortcut_rate: share of marked other-class test images predicted as the shortcut class. "
+    "flags: degenerate set-ups (see dattr_eval.benchmarks.card)."
+)
 _META_NOTES = (
     "MetaQuantus' protocol (Hedström et al., TMLR 2023) per benchmark × metric, over the method "
     "explainers: noise resilience = mean(IAC_NR, IEC_NR) under weight noise on the model (scores "
@@ -166,8 +181,16 @@ def _markdown(
     context, problems, xda = context_table(results), problems_table(results), xda_table(results)
     localisation = localisation_table(results)
     md = ["# Leaderboard", "", to_markdown(board), "", _NOTES, ""]
+    snr = snr_table(results)
+    if not snr.empty:
+        snr = snr.reset_index(level="metric")
+        snr["flagged"] = snr["flagged"].map({True: "⚠ SNR < 3", False: ""})
+        md += ["## Signal-to-noise over replicates", "", to_markdown(snr), "", _SNR_NOTES, ""]
     if not context.empty:
         md += ["## Benchmarks", "", to_markdown(context), ""]
+    cards = cards_table(results)
+    if not cards.empty:
+        md += ["## Benchmark cards", "", to_markdown(cards), "", _CARD_NOTES, ""]
     summary = meta_summary(meta) if meta is not None else pd.DataFrame()
     if not summary.empty:
         cost = ", ".join(f"{b} × {m:.1f}" for b, m in cost_multiples(meta).items())
