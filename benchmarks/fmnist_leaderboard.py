@@ -60,7 +60,6 @@ EXPLAINERS: dict[str, tuple[str, dict[str, Any]]] = {
     "dualview_dense": ("dualview_dense", {}),
     "dualview_sparse": ("dualview_sparse", {}),
     "representer": ("representer", {}),
-    "representer_labels": ("representer", {"fit_to": "labels"}),
     "feature_similarity": ("feature_similarity", {}),
     "grad_dot": ("grad_dot", {"params": "last_layer"}),
     "grad_cos": ("grad_cos", {"params": "last_layer"}),
