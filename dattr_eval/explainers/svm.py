@@ -316,6 +316,13 @@ def check_seed(value) -> int:
     return int(value)
 
 
+def check_polish(value) -> bool | str:
+    """A ``polish`` setting: ``"auto"``, ``True`` or ``False`` (not 0 / 1), else a clear error."""
+    if not (isinstance(value, bool) or (isinstance(value, str) and value == "auto")):
+        raise ValueError(f'polish must be "auto", True or False, got {value!r}')
+    return value
+
+
 class CrammerSingerSVC:
     """Linear Crammer–Singer multiclass SVM with exact dual variables and a certified weight error.
 
@@ -458,8 +465,7 @@ class CrammerSingerSVC:
         check_finite_positive(self.block_size, "block_size", integer=True)
         check_choice(self.method, "method", ("auto", "sequential", "block"))
         check_seed(self.seed)
-        if not (isinstance(self.polish, bool) or self.polish == "auto"):
-            raise ValueError(f'polish must be "auto", True or False, got {self.polish!r}')
+        check_polish(self.polish)
 
     def _resolve_method(self, device: torch.device) -> str:
         """The solver to run; loads the compiled kernels (outside the timed solve) for ``sequential``."""
