@@ -139,9 +139,9 @@ class Polished(NamedTuple):
 def window_for(weight_bound: float) -> float:
     """The candidate window for a dual point whose certified relative weight error is ``weight_bound``.
 
-    Gradient errors shrink with the weight error (measured on Fashion-MNIST CNN features: at most
-    0.2-0.7 times the certified bound); the window is a sixth of the bound, within
-    ``[WINDOW, 5 WINDOW]``.
+    Gradient errors shrink with the weight error, so the window does too: a sixth of the bound,
+    within ``[WINDOW, 5 WINDOW]`` (a heuristic: a class the window misses shows up as a violation
+    of the optimality conditions after the round and joins the next one, see :func:`polish`).
     """
     return min(max(weight_bound / 6, WINDOW), 5 * WINDOW)
 
