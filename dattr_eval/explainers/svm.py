@@ -87,8 +87,10 @@ CERTIFY_CHUNK = 65536
 #: the sequential solver polishes (``svm_polish``) once its certified relative weight error is below
 #: this, and again after every tenfold improvement of coordinate descent
 POLISH_BOUND = 0.1
-#: ``polish="auto"`` polishes when there are at least this many samples per entry of ``W``: on
-#: smaller problems coordinate descent finishes before the polish's ``(K d)^3`` factorisations pay
+#: ``polish="auto"`` polishes when there are at least this many samples per entry of ``W``. The
+#: gain was measured at 60k x 64, 10 classes (benchmarks/results/dualview_speed.md); on digits
+#: (1,797 x 64, rtol 1e-4) the polish was slower at C <= 0.1 and faster at C = 1, so "auto" keeps
+#: such problems (and the digits benchmarks' solutions) on plain coordinate descent
 POLISH_MIN_ROWS = 8
 
 
@@ -340,8 +342,9 @@ class CrammerSingerSVC:
             binds on degenerate problems (features near 0), where it keeps ``alpha`` near optimal.
         max_iter: epochs at most (passes over the unshrunk samples); stopping there uncertified
             warns ``ConvergenceWarning``. Sequential epochs are cheap once most samples are shrunk;
-            the certified default needs many at large C (146k epochs, 20 s, on 60k Fashion-MNIST
-            CNN features at C = 0.1: benchmarks/results/dualview_speed.md).
+            without the polish the certified default needs many at large C (146k epochs, 17 s, on
+            60k Fashion-MNIST CNN features at C = 0.1; 1,971 epochs, 3 s, with it:
+            benchmarks/results/dualview_speed.md).
         method: ``"sequential"`` (compiled liblinear-style CD on the CPU; needs numba; data on a GPU
             is copied to the host), ``"block"`` (block-parallel torch CD, CPU or CUDA) or ``"auto"``
             (sequential when the solver's device is the CPU and numba is installed, block otherwise).
