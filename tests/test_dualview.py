@@ -277,6 +277,19 @@ def test_constant_features_normalized(pixels):
     assert (xpl.explain(subset.tensors[0][:5]) == 0).all()
 
 
+def test_polish_reaches_the_solver(pixels):
+    """``polish`` is a DualView hyperparameter passed to the solver; both settings are certified."""
+    train, _ = pixels
+    fits = {p: DualView(C=0.1, polish=p).fit(pixel_model(), train) for p in (True, False)}
+    assert fits[True].get_params()["polish"] is True and fits[True].svm_.polish is True
+    assert fits[True].svm_.n_polish_iter_ > 0 and fits[False].svm_.n_polish_iter_ == 0
+    assert fits[True].converged_ and fits[False].converged_
+    gap = float((fits[True].coef_ - fits[False].coef_).norm() / fits[False].coef_.norm())
+    assert gap <= 1.01 * (
+        fits[True].attribution_error_bound_ + fits[False].attribution_error_bound_
+    )
+
+
 def test_bad_hyperparameters_name_the_argument(pixels):
     train, _ = pixels
     subset = TensorDataset(*(t[:50] for t in train.tensors))
@@ -292,6 +305,7 @@ def test_bad_hyperparameters_name_the_argument(pixels):
         ({"seed": 2.5}, TypeError, "seed must be an int"),
         ({"self_influence_kind": "coef"}, ValueError, "self_influence_kind must be one of"),
         ({"normalize": 1}, TypeError, "normalize must be a bool"),
+        ({"polish": "yes"}, ValueError, 'polish must be "auto", True or False'),
     ]
     for params, error, message in bad:
         with pytest.raises(error, match=message):

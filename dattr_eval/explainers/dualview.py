@@ -38,6 +38,7 @@ from dattr_eval.explainers.svm import (
     CERTIFY_CHUNK,
     CrammerSingerSVC,
     check_finite_positive,
+    check_polish,
     check_seed,
 )
 from dattr_eval.validation import check_choice, check_positive, check_tensor
@@ -98,6 +99,9 @@ class DualView(Explainer):
         method: the solver's ``method`` (``"auto"`` = compiled sequential dual CD on the CPU, block-parallel
             torch CD on CUDA; ``"sequential"``; ``"block"``), see ``CrammerSingerSVC``.
         seed: seed of the solver's sample order.
+        polish: the solver's ``polish`` (``"auto"``, ``True`` or ``False``): second-order finish
+            of the sequential solver on the samples coordinate descent leaves on a margin, see
+            ``CrammerSingerSVC``; the certificate is the same either way.
 
     Fitted attributes (read by other modules, e.g. the XDA heatmaps):
         ``C_`` the regularisation used; ``train_features_`` ``(n_train, d)`` float32 phi of the
@@ -139,6 +143,7 @@ class DualView(Explainer):
         device: str | None = None,
         method: str = "auto",
         seed: int = 0,
+        polish: bool | str = "auto",
     ) -> None:
         self.C = C
         self.C_scale = C_scale
@@ -153,6 +158,7 @@ class DualView(Explainer):
         self.device = device
         self.method = method
         self.seed = seed
+        self.polish = polish
 
     # ------------------------------------------------------------------ fit
     def _check_params(self) -> None:
@@ -175,6 +181,7 @@ class DualView(Explainer):
             if not isinstance(getattr(self, flag), bool):
                 raise TypeError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
         check_seed(self.seed)
+        check_polish(self.polish)
 
     def _fit(self, model: nn.Module, train_dataset: Dataset) -> None:
         self._check_params()
@@ -197,6 +204,7 @@ class DualView(Explainer):
             device=self.device_,
             method=self.method,
             seed=self.seed,
+            polish=self.polish,
         )
         self.svm_ = svm.fit(phi, self.train_labels_.to(self.device_), n_classes=logits.shape[1])
         self.train_features_ = phi

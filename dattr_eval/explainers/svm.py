@@ -41,6 +41,11 @@ Two solvers, both dual coordinate descent, chosen by ``method``:
   combination of feasible points stays feasible, and the dual never increases. Every step is a
   handful of batched tensor operations, identical on CPU and CUDA.
 
+The sequential solver can end with a second-order polish (``polish``, ``svm_polish``): once
+coordinate descent has settled most samples, an interior-point solve on the few still on a margin
+or a tie between classes replaces its slow tail; the polished ``alpha`` is kept only when its exact
+certificate is better, and is certified like any other iterate.
+
 Both stop when the certificate meets ``rtol`` (and the relative gap ``(P + D) / P`` meets ``tol``
 when given), checked with one ``Phi W^T`` product (every epoch for ``block``; for ``sequential``,
 compiled too, once the epochs since the last check have done as many length-``d`` row operations
@@ -66,6 +71,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from dattr_eval.explainers import svm_polish
 from dattr_eval.validation import (
     check_choice,
     check_labels,
@@ -78,6 +84,14 @@ from dattr_eval.validation import (
 ROUNDING = 1e-12
 #: rows per chunk of the float64 certificate (bounds its extra memory to chunk x (d + K) doubles)
 CERTIFY_CHUNK = 65536
+#: the sequential solver polishes (``svm_polish``) once its certified relative weight error is below
+#: this, and again after every tenfold improvement of coordinate descent
+POLISH_BOUND = 0.1
+#: ``polish="auto"`` polishes when there are at least this many samples per entry of ``W``. The
+#: gain was measured at 60k x 64, 10 classes (benchmarks/results/dualview_speed.md); on digits
+#: (1,797 x 64, rtol 1e-4) the polish was slower at C <= 0.1 and faster at C = 1, so "auto" keeps
+#: such problems (and the digits benchmarks' solutions) on plain coordinate descent
+POLISH_MIN_ROWS = 8
 
 
 class ConvergenceWarning(UserWarning):
@@ -304,6 +318,13 @@ def check_seed(value) -> int:
     return int(value)
 
 
+def check_polish(value) -> bool | str:
+    """A ``polish`` setting: ``"auto"``, ``True`` or ``False`` (not 0 / 1), else a clear error."""
+    if not (isinstance(value, bool) or (isinstance(value, str) and value == "auto")):
+        raise ValueError(f'polish must be "auto", True or False, got {value!r}')
+    return value
+
+
 class CrammerSingerSVC:
     """Linear Crammer–Singer multiclass SVM with exact dual variables and a certified weight error.
 
@@ -321,8 +342,9 @@ class CrammerSingerSVC:
             binds on degenerate problems (features near 0), where it keeps ``alpha`` near optimal.
         max_iter: epochs at most (passes over the unshrunk samples); stopping there uncertified
             warns ``ConvergenceWarning``. Sequential epochs are cheap once most samples are shrunk;
-            the certified default needs many at large C (146k epochs, 20 s, on 60k Fashion-MNIST
-            CNN features at C = 0.1: benchmarks/results/dualview_speed.md).
+            without the polish the certified default needs many at large C (146k epochs, 17 s, on
+            60k Fashion-MNIST CNN features at C = 0.1; 1,971 epochs, 3 s, with it:
+            benchmarks/results/dualview_speed.md).
         method: ``"sequential"`` (compiled liblinear-style CD on the CPU; needs numba; data on a GPU
             is copied to the host), ``"block"`` (block-parallel torch CD, CPU or CUDA) or ``"auto"``
             (sequential when the solver's device is the CPU and numba is installed, block otherwise).
@@ -335,6 +357,14 @@ class CrammerSingerSVC:
         device: ``None`` = the device of ``X``.
         seed: seed of the sample permutations, an int in ``[0, 2**32)``.
         progress: show a tqdm bar over epochs.
+        polish: second-order finish of the ``sequential`` solver (``svm_polish``; the ``block``
+            solver never polishes). Once coordinate descent certifies a relative weight error of
+            ``POLISH_BOUND``, an interior-point solve on the samples still on a margin or a tie
+            replaces ``alpha`` if its exact certificate is better (then again at every tenfold
+            improvement); a polished point is certified like any other. ``True``: whenever ``K d``
+            (``d`` with the intercept column) is at most ``svm_polish.MAX_NEWTON_SIZE``; ``"auto"``:
+            also needs ``n >= POLISH_MIN_ROWS K d`` (on smaller problems coordinate descent
+            finishes first); ``False``: plain liblinear-style coordinate descent.
 
     Fitted attributes: ``dual_coef_ (n, K)`` float64 whatever ``dtype`` (alpha; column m = class m;
     the values the certificate is about), ``coef_ (K, d)`` in ``dtype`` (``== dual_coef_.T @ X``
@@ -344,7 +374,8 @@ class CrammerSingerSVC:
     ``primal_objective_``, ``dual_objective_``, ``duality_gap_`` (relative),
     ``weight_error_bound_`` (certified ``||W - W*|| / ||W*||``), ``n_iter_`` (epochs),
     ``converged_`` (the final float64 certificate meets ``rtol`` / ``tol`` and ``alpha`` is
-    feasible to 1e-9 C), ``method_`` (the solver used), ``fit_seconds_`` (wall time of the solve,
+    feasible to 1e-9 C), ``method_`` (the solver used), ``n_polish_iter_`` (interior-point iterations of the polish, all
+    tries; 0 without it), ``fit_seconds_`` (wall time of the solve,
     synchronised on CUDA; excludes loading the compiled ``sequential`` kernels, about 2 s once per
     process, and compiling them, once per installation).
     """
@@ -368,6 +399,7 @@ class CrammerSingerSVC:
         device: str | torch.device | None = None,
         seed: int = 0,
         progress: bool = False,
+        polish: bool | str = "auto",
     ) -> None:
         self.C = C
         self.fit_intercept = fit_intercept
@@ -381,6 +413,7 @@ class CrammerSingerSVC:
         self.device = device
         self.seed = seed
         self.progress = progress
+        self.polish = polish
 
     # ------------------------------------------------------------------ public API
     def fit(
@@ -398,6 +431,7 @@ class CrammerSingerSVC:
         y = y.to(device)
         self.method_ = self._resolve_method(device)
         solve = self._solve_sequential if self.method_ == "sequential" else self._solve_block
+        self.n_polish_iter_ = 0
         start = _now(device)
         alpha, epochs = solve(phi, y, k)
         self.fit_seconds_ = _now(device) - start
@@ -434,6 +468,7 @@ class CrammerSingerSVC:
         check_finite_positive(self.block_size, "block_size", integer=True)
         check_choice(self.method, "method", ("auto", "sequential", "block"))
         check_seed(self.seed)
+        check_polish(self.polish)
 
     def _resolve_method(self, device: torch.device) -> str:
         """The solver to run; loads the compiled kernels (outside the timed solve) for ``sequential``."""
@@ -455,6 +490,12 @@ class CrammerSingerSVC:
             )
             return "block"
         return "sequential"
+
+    def _polishes(self, n: int, newton_size: int) -> bool:
+        """Whether the sequential solver polishes ``n`` samples with ``K d = newton_size``."""
+        if self.polish is False or newton_size > svm_polish.MAX_NEWTON_SIZE:
+            return False
+        return self.polish is True or n >= POLISH_MIN_ROWS * newton_size
 
     def _meets(self, cert: Certificate) -> bool:
         """Whether ``cert`` satisfies the requested tolerances (and feasibility)."""
@@ -485,12 +526,14 @@ class CrammerSingerSVC:
         class_slots = np.tile(np.arange(k, dtype=np.int64), (n, 1))
         y_slot = labels.copy()
         kernels.seed(check_seed(self.seed))
-
         max_norm = math.sqrt(float(sq_norms.max()))
 
-        def check(w: np.ndarray) -> Certificate:
-            loss, gap, scale = kernels.cs_gap_terms(X, labels, w, alpha, C)
+        def check(w: np.ndarray, a: np.ndarray = alpha) -> Certificate:
+            loss, gap, scale = kernels.cs_gap_terms(X, labels, w, a, C)
             return certificate(float(np.einsum("ij,ij->", w, w)), loss, gap, scale, C, max_norm)
+
+        # polish once the certified bound is at most polish_at (None: never)
+        polish_at = POLISH_BOUND if self._polishes(n, k * X.shape[1]) else None
 
         # a gap check costs n K row operations: spend as much on the epochs in between (shrunk epochs
         # are cheap), or a quarter of it when the shrinking rule signals convergence at its tolerance
@@ -512,10 +555,51 @@ class CrammerSingerSVC:
                     weight[:] = alpha.T @ X  # the running W drifts: certify the exact one
                     if self._meets(check(weight)):
                         break
+                elif polish_at is not None and cert.weight_bound <= polish_at:
+                    polished, polished_weight, polished_cert = self._polish(
+                        X, labels, alpha, cert, check
+                    )
+                    feasible = polished_cert.infeasibility <= self.feasibility_tol
+                    if feasible and polished_cert.weight_bound < cert.weight_bound:
+                        alpha[:], weight[:] = polished, polished_weight
+                        unshrink = True  # coordinate descent goes on from all samples
+                        if self._meets(polished_cert):
+                            break
+                    # another try once coordinate descent has gained a decade
+                    polish_at = min(cert.weight_bound, polished_cert.weight_bound) / 10
             if unshrink:
                 active, shrink_tol = n, shrink_tol / 2
                 n_active[:] = k
         return torch.from_numpy(alpha).to(phi.device), epoch
+
+    def _polish(
+        self,
+        X: np.ndarray,
+        labels: np.ndarray,
+        alpha: np.ndarray,
+        cert: Certificate,
+        check,
+    ) -> tuple[np.ndarray, np.ndarray, Certificate]:
+        """``svm_polish.polish`` from ``alpha (n, K)`` (certified ``cert``); its ``(alpha, W, certificate)``.
+
+        ``check(W, alpha)`` is the solver's exact certificate, completed here with the polished
+        point's infeasibility; the polish stops early once it meets the tolerances.
+        """
+        C, y = float(self.C), torch.from_numpy(labels)
+
+        def exact(a: np.ndarray, w: np.ndarray) -> Certificate:
+            return check(w, a)._replace(infeasibility=infeasibility(torch.from_numpy(a), y, C))
+
+        polished = svm_polish.polish(
+            X,
+            labels,
+            alpha,
+            C,
+            window=svm_polish.window_for(cert.weight_bound),
+            good_enough=lambda a, w: self._meets(exact(a, w)),
+        )
+        self.n_polish_iter_ += polished.iterations
+        return polished.alpha, polished.weight, exact(polished.alpha, polished.weight)
 
     def _solve_block(self, phi: torch.Tensor, y: torch.Tensor, k: int) -> tuple[torch.Tensor, int]:
         """Block-parallel CD in torch; returns ``(alpha, epochs)``."""
