@@ -35,6 +35,11 @@ MIB = 2**20
 
 #: default ``memory_budget`` of the gradient explainers: stored training gradients up to this size
 DEFAULT_MEMORY_BUDGET = 2**30
+#: TracIn's default ``memory_budget``: its ``T`` checkpoints multiply the stored gradients by ``T``,
+#: so beyond this it recomputes the training gradients per ``explain`` call in bounded blocks, as
+#: Captum's TracInCP does (the same scores; on the digits comparison 0.60x Captum's peak memory
+#: where storing them took 1.68x, ``benchmarks/results/explainers_speed.md``)
+TRACIN_MEMORY_BUDGET = 128 * MIB
 
 
 def block_bytes(rows: int, cols: int = 1, itemsize: int = FLOAT32) -> int:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dattr_eval.explainers import register
 from dattr_eval.explainers.gradient_kernel import GradientKernelExplainer
 from dattr_eval.explainers.gradients import Checkpoint, resolve_checkpoints
-from dattr_eval.explainers.memory import DEFAULT_MEMORY_BUDGET
+from dattr_eval.explainers.memory import TRACIN_MEMORY_BUDGET
 
 
 @register("tracin")
@@ -29,7 +29,8 @@ class TracIn(GradientKernelExplainer):
     checkpoint), ``loss`` (``"ce"``, ``"logit"``, ``"margin"`` or a callable, see
     :func:`~dattr_eval.explainers.gradients.per_sample_gradients`), ``params`` (parameter
     selection), ``projection_dim`` / ``projection_kind`` / ``seed`` (random projection),
-    ``memory_budget`` (bytes; see :mod:`~dattr_eval.explainers.gradient_kernel`).
+    ``memory_budget`` (bytes, default ``memory.TRACIN_MEMORY_BUDGET`` = 128 MiB; see
+    :mod:`~dattr_eval.explainers.gradient_kernel`).
 
     Cost: ``T`` per-sample-gradient passes over the training set at ``fit`` and ``T`` over each
     test batch; memory ``T x n_train x d`` for the stored training gradients (``d`` = parameter
@@ -55,7 +56,7 @@ class TracIn(GradientKernelExplainer):
         projection_kind: str = "gaussian",
         seed: int = 0,
         batch_size: int = 64,
-        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        memory_budget: int = TRACIN_MEMORY_BUDGET,
         device: str | None = None,
         progress: bool = False,
     ) -> None:
