@@ -69,11 +69,12 @@ def _outputs(
 
 
 def make_tensors() -> dict:
-    from dattr_eval.evaluation.auxiliary import lds_subsets, randomize_model
     from sklearn.datasets import load_digits
     from torch.utils.data import TensorDataset
 
     from dattr_eval import explainers
+    from dattr_eval.evaluation.providers import randomize_model
+    from dattr_eval.metrics.lds import subset_masks
 
     x, y = load_digits(return_X_y=True)
     x, y = torch.tensor(x / 16.0, dtype=torch.float32), torch.tensor(y)
@@ -98,7 +99,7 @@ def make_tensors() -> dict:
         .fit(randomize_model(model, seed=0), train)
         .explain(x_test, pred)
     )
-    masks = lds_subsets(N_TRAIN, M_SUBSETS, 0.5, seed=0)
+    masks = subset_masks(N_TRAIN, M_SUBSETS, 0.5, seed=0)
     logp, margin = zip(*(_outputs(_fit(x_train[mk], noisy[mk]), x_test, pred) for mk in masks))
     # shortcut class: the class the model most often predicts for test points of another class
     shortcut_class = int(torch.bincount(pred[pred != y_test], minlength=10).argmax())
@@ -349,7 +350,7 @@ def write_table(
             f"- tensors: sklearn digits, MLP 64-32-10 trained on {N_TRAIN} samples with 10 % flipped labels; "
             f"{N_TEST} test points explained for the model's prediction with `grad_dot`; self-influence = "
             f"`grad_dot.self_influence()`; randomised model = `randomize_model(seed=0)` + `grad_dot`; LDS: "
-            f"{M_SUBSETS} MLPs retrained on random halves (`lds_subsets`). Marked samples (shortcut): 30 % of "
+            f"{M_SUBSETS} MLPs retrained on random halves (`metrics.lds.subset_masks`). Marked samples (shortcut): 30 % of "
             f"the training samples of the class most often wrongly predicted on the test points (class {c}, {len(base['marked'])} marked; {n_selected} test points selected; indices only: the metric comparison needs no real mark). Subclass "
             "rows use the clean digit labels as fine labels of the same model (a metric check, not a benchmark)."
         ),

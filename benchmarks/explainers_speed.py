@@ -36,7 +36,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from dattr_eval import explainers
-from dattr_eval.evaluation.evaluator import builtin_explainers
+from dattr_eval.evaluation.grid import builtin_explainers
 from dattr_eval.evaluation.profiling import MemorySampler, PhaseTimer
 
 sys.path.insert(0, str(Path(__file__).parent))

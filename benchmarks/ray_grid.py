@@ -40,10 +40,10 @@ from pathlib import Path
 import pandas as pd
 import ray
 import torch
-from dattr_eval.evaluation.auxiliary import default_cache_dir
 
 from dattr_eval import benchmarks, explainers
 from dattr_eval.evaluation import evaluate
+from dattr_eval.models.cache import default_cache_dir
 
 sys.path.insert(0, str(Path(__file__).parent))
 from digits_cnn import machine_line
@@ -120,7 +120,7 @@ def run(workload: dict, way: dict, out_dir: Path) -> tuple[float, pd.DataFrame]:
 @ray.remote
 def _warm_up() -> None:
     """Import the evaluator in a worker process (held a moment, so two tasks take two workers)."""
-    import dattr_eval.evaluation.ray_backend  # noqa: F401
+    import dattr_eval.evaluation.ray_executor  # noqa: F401
 
     time.sleep(0.5)
 
