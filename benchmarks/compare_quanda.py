@@ -27,11 +27,16 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+if TYPE_CHECKING:
+    from dattr_eval.ground_truth import GroundTruth
+
 N_TRAIN, N_TEST, M_SUBSETS, K = 300, 60, 20, 5
+SUBSET_FRACTION, SUBSET_SEED = 0.5, 0  # the LDS subsets: metrics.lds.subset_masks arguments
 RESULTS = Path(__file__).parent / "results" / "compare_quanda.md"
 
 
@@ -99,7 +104,7 @@ def make_tensors() -> dict:
         .fit(randomize_model(model, seed=0), train)
         .explain(x_test, pred)
     )
-    masks = subset_masks(N_TRAIN, M_SUBSETS, 0.5, seed=0)
+    masks = subset_masks(N_TRAIN, M_SUBSETS, SUBSET_FRACTION, seed=SUBSET_SEED)
     logp, margin = zip(*(_outputs(_fit(x_train[mk], noisy[mk]), x_test, pred) for mk in masks))
     # shortcut class: the class the model most often predicts for test points of another class
     shortcut_class = int(torch.bincount(pred[pred != y_test], minlength=10).argmax())
@@ -163,7 +168,6 @@ def ours(t: dict) -> dict[str, float]:
         marked_train_indices=t["marked"],
         shortcut_class=t["shortcut_class"],
         self_influence=t["self_influence"],
-        subset_masks=t["subset_masks"],
         test_labels=t["test_labels"],
         test_targets=t["test_predictions"],
         test_predictions=t["test_predictions"],
@@ -200,9 +204,42 @@ def ours(t: dict) -> dict[str, float]:
         "model_randomization (Spearman)": metrics.create("model_randomization")(a, truth).score,
     }
     for kind in ("margin", "logp"):
-        lds = metrics.create("fidelity")(a, truth, subset_outputs=t[f"subset_{kind}"])
-        out[f"LDS ({kind} outputs)"] = lds.score
+        out[f"LDS ({kind} outputs)"] = lds_one_seed(
+            a, truth, t["subset_masks"], t[f"subset_{kind}"]
+        )
     return out
+
+
+def lds_one_seed(
+    attributions: torch.Tensor, truth: GroundTruth, masks: torch.Tensor, outputs: torch.Tensor
+) -> float:
+    """Our LDS with one training seed per subset, scored on the given outputs.
+
+    With ``n_seeds=1`` the seed average is the single model's output and there is no noise
+    ceiling, so the score is the plain per-test-point Spearman between the attribution sums
+    ``attributions @ masks.T`` and ``outputs.T``, averaged: the formula quanda computes. The
+    metric is driven as the evaluator drives a ``RetrainingMetric``: ``update`` with the
+    attributions, then ``compute`` with the outputs ``(n_subsets, n_test)`` of the models
+    retrained on ``retrain_requests()``, which must be the subsets the outputs were trained on.
+
+    Args:
+        attributions: ``(n_test, n_train)``.
+        masks: ``(n_subsets, n_train)`` bool, the subsets the models were retrained on.
+        outputs: ``(n_subsets, n_test)``, row ``j`` from the model retrained on ``masks[j]``.
+    """
+    from dattr_eval import metrics
+
+    n_subsets = masks.shape[0]
+    lds = metrics.create(
+        "lds", n_subsets=n_subsets, fraction=SUBSET_FRACTION, n_seeds=1, seed=SUBSET_SEED
+    )
+    lds.update(attributions, truth)
+    requested = torch.zeros_like(masks)
+    for row, request in enumerate(lds.retrain_requests()):
+        requested[row, request.indices] = True
+    if not torch.equal(requested, masks):
+        raise RuntimeError("the LDS metric requests other subsets than the saved outputs used")
+    return lds.compute(outputs).score
 
 
 # ---------------------------------------------------------------- quanda side (quanda venv; no dattr_eval import)
@@ -328,7 +365,7 @@ NOTES = {
     "shortcut AUPRC (filtered)": "predicted shortcut class and true label ≠ it; AP = step-wise AUPRC (sklearn) in ours, torcheval binary_auprc in quanda; no selected point: ours NaN + warning, quanda 0.0",
     "shortcut AUPRC (all test points)": "no filters",
     "model_randomization (Spearman)": "average ranks for ties in both",
-    "LDS (margin outputs)": "quanda's output z_y − logsumexp(z_≠y); either library takes given outputs",
+    "LDS (margin outputs)": "quanda's output z_y − logsumexp(z_≠y); either library takes given outputs; ours = `lds` with n_seeds=1 (one model per subset: no seed average, no noise ceiling), the plain Spearman quanda computes",
     "LDS (logp outputs)": "DualView paper's / our evaluator's output; margin = log(p/(1−p)) is monotone in log p, so Spearman (and LDS) are identical",
 }
 

@@ -1,6 +1,6 @@
 """The evaluator in-process beside the Ray backend: wall time of a grid and of one explain-heavy cell.
 
-Run from the repository root (writes ``benchmarks/results/ray_grid.md``)::
+Run from the repository root (writes ``benchmarks/results/ray_grid.md``, or ``--results PATH``)::
 
     .venv/bin/python benchmarks/ray_grid.py
 
@@ -13,10 +13,11 @@ them):
 - ``cell``: one explain-heavy cell, influence (CG, 10 iterations, all parameters) on the first
   48 test points of digits-class, scored by identical_class only, in test batches of 12 (4 batches).
 
-Ways: ``local`` = the default backend, this process with torch's default threads; ``local-1t`` =
+Ways: ``local`` = the default executor, this process with torch's default threads; ``local-1t`` =
 the same with ``torch.set_num_threads(1)`` (as each Ray worker runs); ``ray`` =
-``backend="ray"`` on ``ray.init(num_cpus=2)`` (one cell per task of 1 CPU; each worker process runs
-torch with 1 thread); ``ray+batches`` = the same with ``parallel_batches=True``. ``ray.init`` and
+``executor=RayExecutor(num_cpus=1)`` on ``ray.init(num_cpus=2)`` (one cell per task of 1 CPU; each
+worker process runs torch with 1 thread); ``ray+batches`` = the same with
+``RayExecutor(num_cpus=1, parallel_batches=True)``. ``ray.init`` and
 a warm-up that starts two worker processes (importing torch and dattr_eval) are timed apart;
 batch tasks need further workers while their cells wait, started during the timed run. Each run's metric rows are compared with the local run's (scores, spreads,
 statuses, errors) and must be identical.
@@ -43,6 +44,7 @@ import torch
 
 from dattr_eval import benchmarks, explainers
 from dattr_eval.evaluation import evaluate
+from dattr_eval.evaluation.ray_executor import RayExecutor
 from dattr_eval.models.cache import default_cache_dir
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -77,11 +79,12 @@ WORKLOADS = {
         "kwargs": {"metrics": ["identical_class"], "batch_size": 12},
     },
 }
+#: each way's keyword arguments to ``evaluate``
 WAYS = {
-    "local": {},
-    "local-1t": {},  # torch.set_num_threads(1) for the run
-    "ray": {"backend": "ray"},
-    "ray+batches": {"backend": "ray", "parallel_batches": True},
+    "local": {"executor": "local"},
+    "local-1t": {"executor": "local"},  # torch.set_num_threads(1) for the run
+    "ray": {"executor": RayExecutor(num_cpus=1)},
+    "ray+batches": {"executor": RayExecutor(num_cpus=1, parallel_batches=True)},
 }
 COMPARED = ["benchmark", "explainer", "metric", "status", "score", "score_std", "n_scored", "error"]
 
@@ -151,10 +154,16 @@ def main() -> None:
         action="store_true",
         help="add this run to the results file instead of replacing it",
     )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=RESULTS,
+        help="the results file to write (default: benchmarks/results/ray_grid.md)",
+    )
     args = parser.parse_args()
     load = os.getloadavg()
-    for workload in WORKLOADS.values():  # train the models before timing
-        for name in workload["benchmarks"]:
+    for wname in args.workloads.split(","):  # train the models before timing
+        for name in WORKLOADS[wname]["benchmarks"]:
             build(name)
     start = time.perf_counter()
     ray.init(num_cpus=2, include_dashboard=False)
@@ -194,6 +203,7 @@ def main() -> None:
             "(other jobs share the 2 cores: compare the ratios within a row)"
         ),
         f"- command: `.venv/bin/python benchmarks/ray_grid.py --workloads {args.workloads} --ways {args.ways}"
+        + ("" if args.results == RESULTS else f" --results {args.results}")
         + (" --append`" if args.append else "`"),
         f"- `ray.init(num_cpus=2)`: {init_s:.1f} s; starting 2 workers: {warm_s:.1f} s (neither in the times below)",
         "- workloads, ways and what is timed: see the docstring of `benchmarks/ray_grid.py`",
@@ -228,8 +238,8 @@ def main() -> None:
         ),
         "",
     ]
-    RESULTS.parent.mkdir(exist_ok=True)
-    with open(RESULTS, "a" if args.append else "w") as fh:
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.results, "a" if args.append else "w") as fh:
         fh.write("\n".join(lines))
     print("\n".join(lines))
 
