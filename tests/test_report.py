@@ -19,6 +19,7 @@ from dattr_eval.evaluation.leaderboard import (
     average_ranks,
     cards_table,
     column_ranks,
+    diagnostics_table,
     leaderboard,
     normalise_results,
     rank_table,
@@ -327,6 +328,22 @@ def test_markdown_report_shows_the_snr_flags_and_the_cards(tmp_path):
     assert "| b1 | up | 2.63 | 3 | ⚠ SNR < 3 |" in snr
     cards = md.split("## Benchmark cards")[1]
     assert "| b1 | median 1-p < 1e-6 |" in cards
+
+
+def test_diagnostics_table_reads_the_profile_rows_and_the_markdown_shows_it(tmp_path):
+    results = results_frame()
+    profile = results.index[(results.kind == "profile") & (results.explainer == "a")]
+    results["diagnostics"] = ""
+    diag = {"C_": 0.02, "support_fraction": 0.25, "bound_fraction": 0.5, "epochs": 7}
+    results.loc[profile[0], "diagnostics"] = json.dumps(diag)
+    table = diagnostics_table(normalise_results(results))
+    assert list(table.columns) == ["C_", "support_fraction", "bound_fraction"]  # epochs not shown
+    assert table.loc[(results.loc[profile[0], "benchmark"], "a"), "bound_fraction"] == 0.5
+    assert len(table) == 1
+    write_results(tmp_path, results)
+    dattr_eval.report(tmp_path, figures=False, draws={})
+    md = (tmp_path / "leaderboard.md").read_text()
+    assert "## Explainer diagnostics" in md and "| b1 | a | 0.02 | 0.25 | 0.5 |" in md
 
 
 def test_report_reads_older_results_without_the_new_columns(tmp_path):

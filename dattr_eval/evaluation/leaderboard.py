@@ -501,6 +501,43 @@ def cards_table(results: pd.DataFrame) -> pd.DataFrame:
     return table.dropna(axis=1, how="all")
 
 
+#: ``diagnostics_`` entries shown in ``diagnostics_table`` (DualView's regime and certificate)
+DIAGNOSTIC_COLUMNS = (
+    "C_",
+    "support_fraction",
+    "bound_fraction",
+    "n_distinct_self_influence",
+    "attribution_error_bound",
+    "converged",
+)
+
+
+def diagnostics_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Fitted-explainer diagnostics per ``(benchmark, explainer)`` from the profile rows.
+
+    One row per cell whose explainer reports ``diagnostics_`` (DualView: the fitted ``C_``, the
+    support fraction, the fraction of training points at the box bound, the number of distinct
+    self-influence levels, the certified relative attribution-error bound and ``converged``);
+    columns ``DIAGNOSTIC_COLUMNS`` that some row reports. Empty when no cell reports any.
+    """
+    prof = results[results["kind"] == "profile"]
+    if "diagnostics" not in prof.columns:
+        return pd.DataFrame()
+    records = []
+    for row in prof.itertuples(index=False):
+        try:
+            found = json.loads(row.diagnostics) if isinstance(row.diagnostics, str) else None
+        except json.JSONDecodeError:
+            found = None
+        if isinstance(found, dict) and found:
+            kept = {k: found[k] for k in DIAGNOSTIC_COLUMNS if k in found}
+            records.append({"benchmark": row.benchmark, "explainer": row.explainer, **kept})
+    if not records:
+        return pd.DataFrame()
+    table = pd.DataFrame(records).set_index(["benchmark", "explainer"]).sort_index()
+    return table[[c for c in DIAGNOSTIC_COLUMNS if c in table.columns]]
+
+
 def profile_table(results: pd.DataFrame) -> pd.DataFrame:
     """Per explainer: runtime seconds (summed over benchmarks), per-sample explain milliseconds,
     peak RSS increase and CUDA peak (MiB, maxima over benchmarks)."""

@@ -37,6 +37,7 @@ from dattr_eval.evaluation.leaderboard import (
     Draws,
     cards_table,
     context_table,
+    diagnostics_table,
     leaderboard,
     localisation_table,
     normalise_results,
@@ -151,6 +152,13 @@ _CARD_NOTES = (
     "shortcut_rate: share of marked other-class test images predicted as the shortcut class. "
     "flags: degenerate set-ups (see dattr_eval.benchmarks.card)."
 )
+_DIAGNOSTIC_NOTES = (
+    "What the fitted explainers report about themselves (`diagnostics_`). DualView: C_ = the fitted "
+    "SVM C; support_fraction = training points with a non-zero dual variable; bound_fraction = "
+    "points at the box bound, whose self-influence is C ||phi||^2 and carries no label "
+    "information (a warning is raised when most are); attribution_error_bound = certified "
+    "relative error of the surrogate weights, bounding every attribution row sum's error."
+)
 _META_NOTES = (
     "MetaQuantus' protocol (Hedström et al., TMLR 2023) per benchmark × metric, over the method "
     "explainers: noise resilience = mean(IAC_NR, IEC_NR) under weight noise on the model (scores "
@@ -191,6 +199,10 @@ def _markdown(
     cards = cards_table(results)
     if not cards.empty:
         md += ["## Benchmark cards", "", to_markdown(cards), "", _CARD_NOTES, ""]
+    diagnostics = diagnostics_table(results)
+    if not diagnostics.empty:
+        diagnostics = diagnostics.reset_index(level="explainer")
+        md += ["## Explainer diagnostics", "", to_markdown(diagnostics), "", _DIAGNOSTIC_NOTES, ""]
     summary = meta_summary(meta) if meta is not None else pd.DataFrame()
     if not summary.empty:
         cost = ", ".join(f"{b} × {m:.1f}" for b, m in cost_multiples(meta).items())
