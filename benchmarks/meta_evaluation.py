@@ -34,9 +34,9 @@ from dattr_eval.evaluation.leaderboard import (
     snr_table,
     to_markdown,
 )
+from dattr_eval.evaluation.meta_table import FLAG_TEXT, meta_summary
 from dattr_eval.evaluation.xda_localisation import LocalisationHook, LocalisationSettings
 from dattr_eval.meta import meta_evaluate, metric_agreement
-from dattr_eval.meta.table import FLAG_TEXT, meta_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = [

@@ -255,10 +255,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_meta(args: argparse.Namespace) -> int:
+    from dattr_eval.evaluation.meta_table import cost_multiples, meta_summary
     from dattr_eval.evaluation.report import report, to_markdown
     from dattr_eval.meta.perturbations import PERTURBATIONS
     from dattr_eval.meta.runner import meta_evaluate
-    from dattr_eval.meta.table import cost_multiples, meta_summary
 
     explainers = build_explainers(_split(args.explainers), parse_assignments(args.set or []))
     perturbations = _split(args.perturbations) if args.perturbations else None

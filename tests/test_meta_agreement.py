@@ -7,8 +7,8 @@ import math
 import pandas as pd
 import pytest
 
+from dattr_eval.evaluation.agreement import metric_agreement
 from dattr_eval.evaluation.figures import agreement_figure
-from dattr_eval.meta.agreement import metric_agreement
 
 
 def results(columns: dict[tuple[str, str, bool], list[float]], roles=None) -> pd.DataFrame:

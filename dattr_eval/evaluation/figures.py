@@ -215,7 +215,7 @@ def agreement_figure(results: pd.DataFrame) -> Figure | None:
     (``meta.agreement.metric_agreement``; method explainers only): colour and text = tau, blank
     where undefined (fewer than 3 common explainers, or a constant column). ``None`` when fewer
     than two columns have a defined tau."""
-    from dattr_eval.meta.agreement import metric_agreement
+    from dattr_eval.evaluation.agreement import metric_agreement
 
     tau = metric_agreement(results)
     values = tau.to_numpy()

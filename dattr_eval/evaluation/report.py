@@ -48,8 +48,8 @@ from dattr_eval.evaluation.leaderboard import (
     xda_table,
 )
 from dattr_eval.evaluation.leaderboard_json import leaderboard_document
+from dattr_eval.evaluation.meta_table import cost_multiples, meta_summary, read_meta
 from dattr_eval.evaluation.store import read_bootstrap, read_results
-from dattr_eval.meta.table import cost_multiples, meta_summary, read_meta
 
 __all__ = ["leaderboard", "rank_table", "report", "to_markdown"]
 

@@ -6,9 +6,10 @@
   a randomised model, equal-norm noise (disruptive);
 - the scores (``scores.py``): intra- and inter-consistency, noise resilience, adversarial
   reactivity, meta-consistency;
-- :func:`metric_agreement` (``agreement.py``): Kendall's tau between the explainer rankings of
-  every two metrics;
-- ``meta.csv`` on disk (``table.py``).
+- :func:`metric_agreement` (``evaluation/agreement.py``, re-exported here): Kendall's tau between
+  the explainer rankings of every two metrics;
+- ``meta.csv`` on disk (``evaluation/meta_table.py``, re-exported here: the report reads it
+  without importing the runner).
 
 Imported on first use (PEP 562): ``import dattr_eval.meta`` loads no submodule.
 """
@@ -30,10 +31,10 @@ _LAZY = {
     "MetaScores": "dattr_eval.meta.scores",
     "meta_scores": "dattr_eval.meta.scores",
     "unit_qualities": "dattr_eval.meta.scores",
-    "metric_agreement": "dattr_eval.meta.agreement",
-    "META_FILE": "dattr_eval.meta.table",
-    "read_meta": "dattr_eval.meta.table",
-    "meta_summary": "dattr_eval.meta.table",
+    "metric_agreement": "dattr_eval.evaluation.agreement",
+    "META_FILE": "dattr_eval.evaluation.meta_table",
+    "read_meta": "dattr_eval.evaluation.meta_table",
+    "meta_summary": "dattr_eval.evaluation.meta_table",
 }
 
 

@@ -40,11 +40,11 @@ from dattr_eval.benchmarks.base import predict
 from dattr_eval.evaluation.cell import CellHook, CellResult, CellSpec, run_cell
 from dattr_eval.evaluation.evaluator import Evaluator
 from dattr_eval.evaluation.leaderboard import LEGACY_REFERENCES, REFERENCE
+from dattr_eval.evaluation.meta_table import META_FILE
 from dattr_eval.evaluation.rows import role
 from dattr_eval.explainers.base import Explainer
 from dattr_eval.meta.perturbations import PERTURBATIONS, WEIGHT_NOISE, perturbed_cell
 from dattr_eval.meta.scores import meta_scores, unit_qualities
-from dattr_eval.meta.table import META_FILE
 from dattr_eval.validation import check_choice, check_positive
 
 #: the columns of ``meta.csv``, in order (``ar_<perturbation>`` columns follow ``meta_consistency``)
