@@ -9,8 +9,8 @@ import pandas as pd
 #: the meta-evaluation's file in an evaluation's output directory
 META_FILE = "meta.csv"
 
-#: the columns a report shows, in order
-SUMMARY_COLUMNS = (
+#: the meta-evaluation measures of a benchmark × metric, in order (``meta.scores``)
+MEASURE_COLUMNS = (
     "noise_resilience",
     "adversarial_reactivity",
     "iac_nr",
@@ -18,8 +18,9 @@ SUMMARY_COLUMNS = (
     "iac_ar",
     "iec_ar",
     "meta_consistency",
-    "flagged",
 )
+#: the columns a report shows, in order
+SUMMARY_COLUMNS = (*MEASURE_COLUMNS, "flagged")
 
 
 #: how reports show the ``flagged`` column

@@ -40,7 +40,7 @@ from dattr_eval.benchmarks.base import predict
 from dattr_eval.evaluation.cell import CellHook, CellResult, CellSpec, run_cell
 from dattr_eval.evaluation.evaluator import Evaluator
 from dattr_eval.evaluation.leaderboard import LEGACY_REFERENCES, REFERENCE
-from dattr_eval.evaluation.meta_table import META_FILE
+from dattr_eval.evaluation.meta_table import MEASURE_COLUMNS, META_FILE
 from dattr_eval.evaluation.rows import role
 from dattr_eval.explainers.base import Explainer
 from dattr_eval.meta.perturbations import PERTURBATIONS, WEIGHT_NOISE, perturbed_cell
@@ -55,13 +55,7 @@ META_COLUMNS: tuple[str, ...] = (
     "higher_is_better",
     "status",
     "error",
-    "noise_resilience",
-    "adversarial_reactivity",
-    "iac_nr",
-    "iec_nr",
-    "iac_ar",
-    "iec_ar",
-    "meta_consistency",
+    *MEASURE_COLUMNS,
     *(f"ar_{name}" for name, p in PERTURBATIONS.items() if p.disruptive),
     "flagged",
     "n_explainers",
