@@ -39,24 +39,21 @@ from pathlib import Path
 from typing import Any
 
 from _child import run_child  # benchmarks/ is on sys.path when this script runs
+from fmnist_leaderboard import EXPLAINERS
 
 RESULTS = Path(__file__).parent / "results" / "fmnist_leaderboard.md"
 HEADING = "## Scaling"
 PROJECT_TO = 1_000_000
 BATCH = 64
-#: case label -> (registry name, hyperparameters); every built-in explainer at least once
+#: case label -> (registry name, hyperparameters): the leaderboard's grid (``fmnist_leaderboard``;
+#: last-layer settings labelled ``<name>_last_layer``), then the other built-in explainers, so that
+#: every built-in explainer is measured at least once
 CASES: dict[str, tuple[str, dict[str, Any]]] = {
-    "random": ("random", {}),
-    "loss": ("loss", {}),
-    "dualview": ("dualview", {}),
-    "dualview_dense": ("dualview_dense", {}),
-    "dualview_sparse": ("dualview_sparse", {}),
-    "representer": ("representer", {}),
-    "feature_similarity": ("feature_similarity", {}),
-    "grad_dot_last_layer": ("grad_dot", {"params": "last_layer"}),
-    "grad_cos_last_layer": ("grad_cos", {"params": "last_layer"}),
+    **{
+        f"{label}_last_layer" if params.get("params") == "last_layer" else label: (name, params)
+        for label, (name, params) in EXPLAINERS.items()
+    },
     "grad_dot_projected": ("grad_dot", {"projection_dim": 128}),
-    "trak_last_layer": ("trak", {"params": "last_layer"}),
     "trak": ("trak", {}),
     "tracin_projected": ("tracin", {"projection_dim": 128}),
     "influence": ("influence", {}),
