@@ -362,37 +362,11 @@ def profile_tables(results: pd.DataFrame, timing: dict[str, Any]) -> list[str]:
 
 
 def card_lines(results: pd.DataFrame) -> list[str]:
-    cards = results[results["kind"] == "card"]
-    lines = [
-        "| benchmark | test accuracy | train accuracy | median 1−p (train) | task-specific | flags |",
-        "|---|---:|---:|---:|---|---|",
-    ]
-    for bench in BENCHMARKS:
-        rows = cards[cards["benchmark"] == bench]
-        if rows.empty:
-            continue
-        card = json.loads(rows.iloc[-1]["card"])
-        extra = []
-        if "mislabel" in card:
-            m = card["mislabel"]
-            extra.append(
-                f"flipped labels fitted: {m['flipped_fit']:.3f} of {m['n_flipped']}; "
-                f"AUROC of 1−p (loss alone): {m['flipped_loss_auroc']:.3f}"
-            )
-        if "shortcut" in card:
-            s = card["shortcut"]
-            extra.append(
-                f"marked other-class test images → shortcut class: {s['shortcut_rate']:.3f}"
-            )
-        if "test_accuracy_clean" in card:
-            extra.append(f"test accuracy unmarked: {card['test_accuracy_clean']:.3f}")
-        flags = "; ".join(card["flags"]) or "none"
-        median = card["train_one_minus_p"]["median"]
-        lines.append(
-            f"| {bench} | {card['test_accuracy']:.3f} | {card['train_accuracy']:.3f} | "
-            f"{median:.1e} | {'; '.join(extra) or '–'} | {flags} |"
-        )
-    return lines
+    """The benchmark cards as the report shows them (``leaderboard.cards_table``), in grid order."""
+    from dattr_eval.evaluation.leaderboard import cards_table, normalise_results, to_markdown
+
+    cards = cards_table(normalise_results(results))
+    return [to_markdown(cards.reindex([b for b in BENCHMARKS if b in cards.index]))]
 
 
 def write_summary(
