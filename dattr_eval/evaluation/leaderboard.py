@@ -448,15 +448,24 @@ def snr_table(results: pd.DataFrame) -> pd.DataFrame:
     return table.set_index(["benchmark", "metric"])
 
 
+def json_object(text: object) -> dict | None:
+    """The JSON object in a results cell (``card``, ``diagnostics``, ``*_params``); ``None`` when the
+    cell is empty, not text, malformed or holds another JSON type."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def benchmark_cards(results: pd.DataFrame) -> dict[str, dict]:
     """``{benchmark: card dict}`` from the ``kind="card"`` rows (malformed JSON is skipped)."""
     cards = {}
     for row in results[results["kind"] == "card"].itertuples(index=False):
-        try:
-            card = json.loads(row.card) if row.card else None
-        except json.JSONDecodeError:
-            card = None
-        if isinstance(card, dict):
+        card = json_object(row.card)
+        if card is not None:
             cards[row.benchmark] = card
     return cards
 
@@ -525,11 +534,8 @@ def diagnostics_table(results: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     records = []
     for row in prof.itertuples(index=False):
-        try:
-            found = json.loads(row.diagnostics) if isinstance(row.diagnostics, str) else None
-        except json.JSONDecodeError:
-            found = None
-        if isinstance(found, dict) and found:
+        found = json_object(row.diagnostics)
+        if found:
             kept = {k: found[k] for k in DIAGNOSTIC_COLUMNS if k in found}
             records.append({"benchmark": row.benchmark, "explainer": row.explainer, **kept})
     if not records:

@@ -26,6 +26,7 @@ from dattr_eval.evaluation.leaderboard import (
     column_info,
     column_ranks,
     context_table,
+    json_object,
     leaderboard,
     metric_rows,
     normalise_results,
@@ -187,7 +188,7 @@ def leaderboard_document(
                 "name": name,
                 "role": row["role"],
                 "class": _last_text(results.loc[results["explainer"] == name, "explainer_class"]),
-                "params": _parse_json(params.iloc[-1] if len(params) else ""),
+                "params": json_object(params.iloc[-1] if len(params) else "") or {},
                 "avg_rank": row["avg rank"],
                 "avg_rank_low": avg.loc[name, "avg rank low"],
                 "avg_rank_high": avg.loc[name, "avg rank high"],
@@ -262,14 +263,6 @@ def leaderboard_document(
 def _last_text(values: pd.Series) -> str:
     present = [v for v in values if v]
     return present[-1] if present else ""
-
-
-def _parse_json(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text) if text else {}
-    except json.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def load_schema() -> dict[str, Any]:
