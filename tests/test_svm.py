@@ -150,7 +150,7 @@ def test_dual_identity_and_sign_pattern(digits, fitted):
     x, y = digits
     ours, _ = fitted
     alpha = ours.dual_coef_
-    assert torch.equal(ours.coef_, alpha.T @ x)
+    torch.testing.assert_close(ours.coef_, alpha.T @ x, rtol=1e-12, atol=1e-15)
     own = alpha.gather(1, y[:, None]).squeeze(1)
     others = alpha.scatter(1, y[:, None], 0.0)
     assert (own >= 0).all() and (own <= C * (1 + 1e-12)).all()
@@ -216,6 +216,30 @@ def test_converged_is_the_final_exact_check(digits, monkeypatch):
     with pytest.warns(ConvergenceWarning, match="uncertified"):
         fitted = CrammerSingerSVC(C=C, max_iter=3, method="sequential").fit(x, y)
     assert calls and not fitted.converged_ and fitted.duality_gap_ == 1.0
+
+
+@pytest.mark.parametrize(
+    ("method", "polish", "fit_intercept"),
+    [("sequential", False, False), ("sequential", True, True), ("block", False, False)],
+)
+def test_reported_certificate_is_that_of_the_returned_dual(digits, method, polish, fit_intercept):
+    """A solver that ends certified hands fit its own exact certificate: it must agree with an
+    independent float64 certify() of dual_coef_ (W, objectives, gap, bound)."""
+    x, y = digits
+    ours = CrammerSingerSVC(
+        C=0.1, method=method, polish=polish, fit_intercept=fit_intercept, max_iter=50000
+    ).fit(x, y)
+    assert ours.converged_
+    phi = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1) if fit_intercept else x
+    weight, cert = certify(phi, y, ours.dual_coef_, 0.1)
+    coef = weight[:, :-1] if fit_intercept else weight
+    torch.testing.assert_close(ours.coef_, coef, rtol=1e-12, atol=1e-12)
+    assert ours.primal_objective_ == pytest.approx(cert.primal, rel=1e-10)
+    assert ours.dual_objective_ == pytest.approx(cert.dual, rel=1e-10)
+    # the gaps agree to rounding (two summation orders), so do the bounds: bound^2 ~ gap / ||W||^2
+    assert abs(ours.duality_gap_ - cert.relative_gap) <= 1e-12
+    assert math.isclose(ours.weight_error_bound_**2, cert.weight_bound**2, abs_tol=1e-10)
+    assert ours.infeasibility_ == cert.infeasibility
 
 
 @pytest.mark.parametrize("method", ["sequential", "block"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -64,7 +66,8 @@ def test_polished_solution_is_certified_and_matches_references(digits, c, fit_in
     # certified by the final exact check of the returned alpha
     _, cert = certify(phi, y, polished.dual_coef_, c)
     assert polished.converged_ and cert.weight_bound <= RTOL and cert.infeasibility <= 1e-9
-    assert polished.weight_error_bound_ == cert.weight_bound
+    # the solver's own exact certificate of that alpha: the same up to rounding in the gap
+    assert math.isclose(polished.weight_error_bound_**2, cert.weight_bound**2, abs_tol=1e-10)
     # both certified: ||W_p - W_u|| <= ||W_p - W*|| + ||W_u - W*|| <= sum of bound * scale
     diff = float((full_weight(polished) - full_weight(plain)).norm())
     allowed = polished.weight_error_bound_ * error_scale(polished, phi)
@@ -150,3 +153,26 @@ def test_bad_polish_value_raises(digits, bad):
     x, y = digits
     with pytest.raises(ValueError, match='polish must be "auto", True or False'):
         CrammerSingerSVC(polish=bad).fit(x[:50], y[:50])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_newton_matrix_is_the_sum_of_kronecker_terms(seed):
+    """newton_matrix (per-pair Gram blocks) == I + sum_i T_i (x) phi_i phi_i^T written out densely."""
+    rng = np.random.default_rng(seed)
+    n, d, k, c = 40, 5, 4, 0.5
+    x = rng.normal(size=(n, d))
+    x[:, 2] = 0.0  # a column no row uses: left out of the restricted problem
+    y = rng.integers(0, k, n)
+    candidates = rng.random((n, k)) < 0.6
+    candidates[: n // 2, :2] = True  # at least half the rows have two or more candidates
+    alpha = np.zeros((n, k))
+    problem, _ = svm_polish.restrict(x, y, alpha, alpha.T @ x, candidates, c)
+    weights = np.where(problem.candidates, rng.uniform(1e-3, 10.0, problem.candidates.shape), 0.0)
+    size = k * problem.features.shape[1]
+    ours = svm_polish.newton_matrix(problem, weights, np.empty((size, size)))
+    dense = np.eye(size)
+    for w, phi in zip(weights, problem.features, strict=True):
+        t = np.diag(w) - np.outer(w, w) / w.sum()
+        dense += np.kron(t, np.outer(phi, phi))
+    assert problem.features.shape[1] == d - 1
+    np.testing.assert_allclose(np.tril(ours), np.tril(dense), rtol=1e-12, atol=1e-12)

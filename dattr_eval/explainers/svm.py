@@ -116,6 +116,17 @@ class Certificate(NamedTuple):
     infeasibility: float = 0.0
 
 
+class Solution(NamedTuple):
+    """What a solver returns: the float64 dual ``alpha (n, K)`` and the epochs it ran; when it
+    ended certified, also the exact float64 ``weight = alpha^T Phi`` ``(K, d)`` and that point's
+    ``certificate`` (``None`` otherwise: ``fit`` then certifies ``alpha`` itself)."""
+
+    alpha: torch.Tensor
+    epochs: int
+    weight: torch.Tensor | None = None
+    certificate: Certificate | None = None
+
+
 class GapTerms(NamedTuple):
     """Per-sample sums behind a certificate, from scores ``Phi W^T``.
 
@@ -433,13 +444,13 @@ class CrammerSingerSVC:
         solve = self._solve_sequential if self.method_ == "sequential" else self._solve_block
         self.n_polish_iter_ = 0
         start = _now(device)
-        alpha, epochs = solve(phi, y, k)
+        solution = solve(phi, y, k)
         self.fit_seconds_ = _now(device) - start
-        self.n_iter_ = epochs
-        self._set_fitted(phi, y, alpha)
+        self.n_iter_ = solution.epochs
+        self._set_fitted(phi, y, solution)
         if not self.converged_:
             warnings.warn(
-                f"CrammerSingerSVC stopped after {epochs} epochs (max_iter={self.max_iter}) "
+                f"CrammerSingerSVC stopped after {solution.epochs} epochs (max_iter={self.max_iter}) "
                 f"uncertified: weight error bound {self.weight_error_bound_:.2e} (rtol={self.rtol}), "
                 f"relative duality gap {self.duality_gap_:.2e} (tol={self.tol}), infeasibility "
                 f"{self.infeasibility_:.1e} C; increase max_iter or loosen rtol / tol",
@@ -510,10 +521,8 @@ class CrammerSingerSVC:
             return X
         return torch.cat([X, X.new_full((X.shape[0], 1), float(self.intercept_scaling))], 1)
 
-    def _solve_sequential(
-        self, phi: torch.Tensor, y: torch.Tensor, k: int
-    ) -> tuple[torch.Tensor, int]:
-        """liblinear's schedule around the compiled epoch; returns ``(alpha float64, epochs)``."""
+    def _solve_sequential(self, phi: torch.Tensor, y: torch.Tensor, k: int) -> Solution:
+        """liblinear's schedule around the compiled epoch."""
         kernels = _sequential_kernels()
         X = np.ascontiguousarray(phi.detach().cpu().double().numpy())
         labels = np.ascontiguousarray(y.cpu().numpy().astype(np.int64))
@@ -553,56 +562,80 @@ class CrammerSingerSVC:
                 bar.set_postfix(bound=f"{cert.weight_bound:.1e}")
                 if self._meets(cert):
                     weight[:] = alpha.T @ X  # the running W drifts: certify the exact one
-                    if self._meets(check(weight)):
-                        break
+                    exact = check(weight)
+                    if self._meets(exact):
+                        return self._solution(alpha, epoch, weight, exact, phi.device)
                 elif polish_at is not None and cert.weight_bound <= polish_at:
                     polished, polished_weight, polished_cert = self._polish(
-                        X, labels, alpha, cert, check
+                        X, labels, alpha, weight, sq_norms, cert, check
                     )
                     feasible = polished_cert.infeasibility <= self.feasibility_tol
                     if feasible and polished_cert.weight_bound < cert.weight_bound:
                         alpha[:], weight[:] = polished, polished_weight
                         unshrink = True  # coordinate descent goes on from all samples
                         if self._meets(polished_cert):
-                            break
+                            return self._solution(alpha, epoch, weight, polished_cert, phi.device)
                     # another try once coordinate descent has gained a decade
                     polish_at = min(cert.weight_bound, polished_cert.weight_bound) / 10
             if unshrink:
                 active, shrink_tol = n, shrink_tol / 2
                 n_active[:] = k
-        return torch.from_numpy(alpha).to(phi.device), epoch
+        return Solution(torch.from_numpy(alpha).to(phi.device), epoch)
+
+    @staticmethod
+    def _solution(
+        alpha: np.ndarray, epochs: int, weight: np.ndarray, cert: Certificate, device
+    ) -> Solution:
+        """A certified :class:`Solution` from the sequential solver's numpy ``alpha`` and exact ``weight``."""
+        return Solution(
+            torch.from_numpy(alpha).to(device), epochs, torch.from_numpy(weight).to(device), cert
+        )
 
     def _polish(
         self,
         X: np.ndarray,
         labels: np.ndarray,
         alpha: np.ndarray,
+        weight: np.ndarray,
+        sq_norms: np.ndarray,
         cert: Certificate,
         check,
     ) -> tuple[np.ndarray, np.ndarray, Certificate]:
-        """``svm_polish.polish`` from ``alpha (n, K)`` (certified ``cert``); its ``(alpha, W, certificate)``.
+        """``svm_polish.polish`` from ``alpha (n, K)`` (certified ``cert``; ``weight`` its running
+        ``W``, ``sq_norms`` the rows' squared norms); its ``(alpha, W, certificate)``.
 
         ``check(W, alpha)`` is the solver's exact certificate, completed here with the polished
         point's infeasibility; the polish stops early once it meets the tolerances.
         """
         C, y = float(self.C), torch.from_numpy(labels)
 
+        judged = []  # (alpha, its certificate) of good_enough's last call
+
         def exact(a: np.ndarray, w: np.ndarray) -> Certificate:
             return check(w, a)._replace(infeasibility=infeasibility(torch.from_numpy(a), y, C))
+
+        def good_enough(a: np.ndarray, w: np.ndarray) -> bool:
+            judged[:] = [a, exact(a, w)]
+            return self._meets(judged[1])
 
         polished = svm_polish.polish(
             X,
             labels,
             alpha,
             C,
+            weight=weight,
+            sq_norms=sq_norms,
             window=svm_polish.window_for(cert.weight_bound),
-            good_enough=lambda a, w: self._meets(exact(a, w)),
+            good_enough=good_enough,
         )
         self.n_polish_iter_ += polished.iterations
+        # polish judges the point it returns last; anything else is certified here
+        if judged and judged[0] is polished.alpha:
+            return polished.alpha, polished.weight, judged[1]
         return polished.alpha, polished.weight, exact(polished.alpha, polished.weight)
 
-    def _solve_block(self, phi: torch.Tensor, y: torch.Tensor, k: int) -> tuple[torch.Tensor, int]:
-        """Block-parallel CD in torch; returns ``(alpha, epochs)``."""
+    def _solve_block(self, phi: torch.Tensor, y: torch.Tensor, k: int) -> Solution:
+        """Block-parallel CD in torch."""
         C = float(self.C)
         shifted_cost = -torch.nn.functional.one_hot(y, k).double()  # gradient minus 1
         sq_norms = (phi.double() ** 2).sum(1)
@@ -630,7 +663,7 @@ class CrammerSingerSVC:
             if self._meets(cert):
                 weight, exact = certify(phi, y, alpha, C)  # the running W drifts: go on from it
                 if self._meets(exact):
-                    break
+                    return Solution(alpha, epoch, weight, exact)
             if epoch == self.max_iter:
                 break
             # shrinking: alpha_i = 0 with margin > 1 is optimal for this epoch's W
@@ -648,7 +681,7 @@ class CrammerSingerSVC:
                     weight,
                     C,
                 )
-        return alpha, epoch
+        return Solution(alpha, epoch)
 
     @staticmethod
     def _block_step(
@@ -674,10 +707,19 @@ class CrammerSingerSVC:
         weight.add_(step * delta_w)
         alpha[block] = alpha_b + step * direction
 
-    def _set_fitted(self, phi: torch.Tensor, y: torch.Tensor, alpha: torch.Tensor) -> None:
-        """Fitted attributes from the returned float64 ``alpha``, certified once more in float64."""
-        C = float(self.C)
-        weight, cert = certify(phi, y, alpha, C)
+    def _set_fitted(self, phi: torch.Tensor, y: torch.Tensor, solution: Solution) -> None:
+        """Fitted attributes from a solver's :class:`Solution`.
+
+        A certified solution brings the exact float64 ``W`` of its ``alpha`` and that point's
+        certificate (its feasibility is measured again here); otherwise ``alpha`` is certified in
+        float64 (:func:`certify`).
+        """
+        C, alpha = float(self.C), solution.alpha
+        if solution.certificate is None:
+            weight, cert = certify(phi, y, alpha, C)
+        else:
+            weight = solution.weight
+            cert = solution.certificate._replace(infeasibility=infeasibility(alpha, y, C))
         weight = weight.to(phi.dtype)
         self.dual_coef_ = alpha
         self.primal_objective_, self.dual_objective_ = cert.primal, cert.dual
