@@ -92,6 +92,52 @@ def _subproblem(
         alpha_new[m] = min(bound, (beta - b[m]) / a_i)
 
 
+def _shrink_sample(
+    x_i: np.ndarray,
+    y_i: int,
+    alpha_i: np.ndarray,
+    W: np.ndarray,
+    C: float,
+    slots: np.ndarray,
+    act: int,
+    ys: int,
+    g_slot: np.ndarray,
+) -> tuple[int, int, float, float]:
+    """One sample's gradients and liblinear's shrinking of its classes (in place).
+
+    Fills ``g_slot[:act]`` with the gradient (shifted by -1) of the classes in ``slots[:act]``,
+    then moves the classes that sit at their bound with a gradient below the smallest free one
+    behind the first ``act`` slots (liblinear's swap-to-the-end loop), keeping ``g_slot`` in slot
+    order. Returns ``(act, ys, min_g, max_g)``: the classes left, the slot of ``y_i``, and the
+    smallest free and largest gradients before shrinking (their difference is the violation).
+    """
+    for m in range(act):  # gradient (shifted by -1) of the unshrunk classes, in slot order
+        g_slot[m] = _dot(W[slots[m]], x_i) - (1.0 if slots[m] == y_i else 0.0)
+    min_g, max_g = np.inf, -np.inf
+    for m in range(act):
+        if alpha_i[slots[m]] < 0.0 and g_slot[m] < min_g:
+            min_g = g_slot[m]
+        max_g = max(max_g, g_slot[m])
+    if ys < act and alpha_i[y_i] < C and g_slot[ys] < min_g:
+        min_g = g_slot[ys]
+    m = 0
+    while m < act:
+        if _shrinkable(m, ys, alpha_i[slots[m]], g_slot[m], C, min_g):
+            act -= 1
+            while act > m:
+                if not _shrinkable(act, ys, alpha_i[slots[act]], g_slot[act], C, min_g):
+                    slots[m], slots[act] = slots[act], slots[m]
+                    g_slot[m], g_slot[act] = g_slot[act], g_slot[m]
+                    if ys == act:
+                        ys = m
+                    elif ys == m:
+                        ys = act
+                    break
+                act -= 1
+        m += 1
+    return act, ys, min_g, max_g
+
+
 def seed(value: int) -> None:
     """Seed the generator of :func:`cs_epoch`'s permutations (numba's own, one per thread)."""
     np.random.seed(value)
@@ -148,35 +194,11 @@ def cs_epoch(
             s += 1
             continue
         x_i = X[i]
-        act = n_active[i]
         slots = class_slots[i]
-        for m in range(act):  # gradient (shifted by -1) of the unshrunk classes, in slot order
-            g_slot[m] = _dot(W[slots[m]], x_i) - (1.0 if slots[m] == y[i] else 0.0)
-        work += act
-        min_g, max_g = np.inf, -np.inf
-        for m in range(act):
-            if alpha[i, slots[m]] < 0.0 and g_slot[m] < min_g:
-                min_g = g_slot[m]
-            max_g = max(max_g, g_slot[m])
-        ys = y_slot[i]
-        if ys < act and alpha[i, y[i]] < C and g_slot[ys] < min_g:
-            min_g = g_slot[ys]
-        # shrink classes at their bound (liblinear's swap-to-the-end loop)
-        m = 0
-        while m < act:
-            if _shrinkable(m, ys, alpha[i, slots[m]], g_slot[m], C, min_g):
-                act -= 1
-                while act > m:
-                    if not _shrinkable(act, ys, alpha[i, slots[act]], g_slot[act], C, min_g):
-                        slots[m], slots[act] = slots[act], slots[m]
-                        g_slot[m], g_slot[act] = g_slot[act], g_slot[m]
-                        if ys == act:
-                            ys = m
-                        elif ys == m:
-                            ys = act
-                        break
-                    act -= 1
-            m += 1
+        work += n_active[i]
+        act, ys, min_g, max_g = _shrink_sample(
+            x_i, y[i], alpha[i], W, C, slots, n_active[i], y_slot[i], g_slot
+        )
         n_active[i] = act
         y_slot[i] = ys
         if act <= 1:  # nothing left to move: drop the sample for this round
@@ -245,6 +267,7 @@ def cs_gap_terms(
 _JIT_OPTIONS: dict[str, dict] = {
     "_dot": {"fastmath": {"reassoc", "contract"}},
     "_shrinkable": {},
+    "_shrink_sample": {},
     "_subproblem": {},
     "seed": {},
     "cs_epoch": {},
