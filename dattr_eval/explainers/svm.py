@@ -32,7 +32,8 @@ Two solvers, both dual coordinate descent, chosen by ``method``:
   (``svm_sequential.cs_epoch``): a random permutation per epoch, one sample at a time with its
   sort-based closed-form sub-problem, shrinking of classes and samples at their bounds with
   liblinear's rules (all are unshrunk, with a halved shrinking tolerance, whenever the pass's
-  largest violation falls below it), dense float64 rows.
+  largest violation falls below it; that full pass runs in storage order, the others shuffled),
+  dense float64 rows.
 - ``"block"`` (the default on CUDA): block-parallel. Samples that are provably inactive for the
   epoch (``alpha_i = 0`` and margin ``> 1``) are skipped; the rest are visited in random blocks; in a
   block every sample solves its own ``K``-variable sub-problem against the current ``W`` (the same
@@ -51,8 +52,10 @@ when given), checked with one ``Phi W^T`` product (every epoch for ``block``; fo
 compiled too, once the epochs since the last check have done as many length-``d`` row operations
 as the check's ``n K``, or a quarter of that when liblinear's rule is about to unshrink). A check
 that passes is repeated on ``W`` recomputed from ``alpha`` (the running ``W`` drifts by rounding);
-the solver goes on if that exact check fails. The fitted state is certified once more in float64
-on the returned ``alpha``; ``converged_`` is that final check, never the loop's.
+the solver goes on if that exact check fails. ``converged_`` is the certificate of the returned
+``alpha`` on ``W`` recomputed from it (its feasibility measured once more), never the loop's
+running check; a solver that ends uncertified has its ``alpha`` certified in float64 by
+:func:`certify`.
 
 Dependencies: the sequential solver needs numba (a core dependency of dattr_eval: it is the CPU
 path that is faster than liblinear, see benchmarks/results/dualview_speed.md). It is imported
@@ -548,12 +551,24 @@ class CrammerSingerSVC:
         # are cheap), or a quarter of it when the shrinking rule signals convergence at its tolerance
         check_work = n * k
         shrink_tol, work = 1.0, 0  # liblinear starts at max(10 eps, 1)
+        in_storage_order = False
         bar = tqdm(
             range(1, self.max_iter + 1), disable=not self.progress, desc="CS-SVM dual", leave=False
         )
         for epoch in bar:
             active, stopping, epoch_work = kernels.cs_epoch(
-                X, labels, sq_norms, C, alpha, weight, index, active, n_active, class_slots, y_slot
+                X,
+                labels,
+                sq_norms,
+                C,
+                alpha,
+                weight,
+                index,
+                active,
+                n_active,
+                class_slots,
+                y_slot,
+                not in_storage_order,
             )
             work += epoch_work
             unshrink = stopping < shrink_tol
@@ -577,9 +592,15 @@ class CrammerSingerSVC:
                             return self._solution(alpha, epoch, weight, polished_cert, phi.device)
                     # another try once coordinate descent has gained a decade
                     polish_at = min(cert.weight_bound, polished_cert.weight_bound) / 10
+            # after unshrinking, liblinear's full pass re-examines every sample and shrinks most at
+            # once: in storage order it streams X instead of jumping through it (a full pass in
+            # about two thirds of the time) and the certified fits were as fast or faster across
+            # seeds (benchmarks/results/dualview_speed.md); every other epoch is shuffled
+            in_storage_order = bool(unshrink)
             if unshrink:
                 active, shrink_tol = n, shrink_tol / 2
                 n_active[:] = k
+                index[:] = np.arange(n)
         return Solution(torch.from_numpy(alpha).to(phi.device), epoch)
 
     @staticmethod

@@ -155,8 +155,9 @@ def cs_epoch(
     n_active: np.ndarray,
     class_slots: np.ndarray,
     y_slot: np.ndarray,
+    shuffle: bool,
 ) -> tuple[int, float, int]:
-    """One liblinear epoch: shuffle ``index[:active_size]``, visit it in order, update the state in place.
+    """One liblinear epoch: shuffle ``index[:active_size]`` (if ``shuffle``), visit it in order, update the state in place.
 
     Args:
         X: ``(n, d)`` float64 C-contiguous features.
@@ -170,6 +171,8 @@ def cs_epoch(
         n_active: ``(n,)`` number of unshrunk classes per sample.
         class_slots: ``(n, K)`` class held in each slot; the first ``n_active[i]`` are unshrunk.
         y_slot: ``(n,)`` slot holding ``y_i``.
+        shuffle: visit ``index[:active_size]`` in a fresh random order (liblinear's); ``False``
+            visits it as it is.
 
     Returns:
         ``(active_size, stopping, work)``: samples left unshrunk, ``max_i (maxG - minG)`` over
@@ -181,8 +184,8 @@ def cs_epoch(
     b = np.empty(k)
     sorted_buf = np.empty(k)
     alpha_new = np.empty(k)
-    for s in range(active_size - 1):  # Fisher-Yates, as liblinear's i + rand() % (active_size - i)
-        r = np.random.randint(s, active_size)
+    for s in range(active_size - 1 if shuffle else 0):  # Fisher-Yates, as liblinear's
+        r = np.random.randint(s, active_size)  # i + rand() % (active_size - i)
         index[s], index[r] = index[r], index[s]
     stopping = -np.inf
     work = 0
@@ -331,7 +334,7 @@ def compiled() -> ModuleType:
         numba.config.CACHE_DIR = previous
     one, zeros = np.ones((2, 2)), np.zeros(2, dtype=np.int64)
     state = (np.zeros((2, 2)), np.zeros((2, 2)), np.arange(2), 2, np.full(2, 2))
-    cs_epoch(one, zeros, one.sum(1), 1.0, *state, np.tile(np.arange(2), (2, 1)), zeros.copy())
+    cs_epoch(one, zeros, one.sum(1), 1.0, *state, np.tile(np.arange(2), (2, 1)), zeros.copy(), True)
     cs_gap_terms(one, zeros, one, one, 1.0)
     seed(0)
     return sys.modules[__name__]
