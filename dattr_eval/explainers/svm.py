@@ -90,6 +90,11 @@ CERTIFY_CHUNK = 65536
 #: the sequential solver polishes (``svm_polish``) once its certified relative weight error is below
 #: this, and again after every tenfold improvement of coordinate descent
 POLISH_BOUND = 0.1
+#: and only once coordinate descent has done this many passes' worth of row operations (``n K``
+#: each): on the 60k x 64 Fashion-MNIST features it certified C <= 1e-3 alone within 13 to 18 (sooner
+#: than with a polish), while at C = 0.1 its bound reaches POLISH_BOUND only after about 55
+#: (benchmarks/results/dualview_speed.md)
+POLISH_AFTER_PASSES = 20
 #: ``polish="auto"`` polishes when there are at least this many samples per entry of ``W``. The
 #: gain was measured at 60k x 64, 10 classes (benchmarks/results/dualview_speed.md); on digits
 #: (1,797 x 64, rtol 1e-4) the polish was slower at C <= 0.1 and faster at C = 1, so "auto" keeps
@@ -377,8 +382,9 @@ class CrammerSingerSVC:
             replaces ``alpha`` if its exact certificate is better (then again at every tenfold
             improvement); a polished point is certified like any other. ``True``: whenever ``K d``
             (``d`` with the intercept column) is at most ``svm_polish.MAX_NEWTON_SIZE``; ``"auto"``:
-            also needs ``n >= POLISH_MIN_ROWS K d`` (on smaller problems coordinate descent
-            finishes first); ``False``: plain liblinear-style coordinate descent.
+            also needs ``n >= POLISH_MIN_ROWS K d`` and ``POLISH_AFTER_PASSES`` passes' worth of
+            coordinate descent (before either, coordinate descent finishes first); ``False``: plain
+            liblinear-style coordinate descent.
 
     Fitted attributes: ``dual_coef_ (n, K)`` float64 whatever ``dtype`` (alpha; column m = class m;
     the values the certificate is about), ``coef_ (K, d)`` in ``dtype`` (``== dual_coef_.T @ X``
@@ -544,13 +550,15 @@ class CrammerSingerSVC:
             loss, gap, scale = kernels.cs_gap_terms(X, labels, w, a, C)
             return certificate(float(np.einsum("ij,ij->", w, w)), loss, gap, scale, C, max_norm)
 
-        # polish once the certified bound is at most polish_at (None: never)
+        # polish once the certified bound is at most polish_at (None: never), for "auto" not before
+        # POLISH_AFTER_PASSES passes' worth of coordinate descent
         polish_at = POLISH_BOUND if self._polishes(n, k * X.shape[1]) else None
+        polish_after = POLISH_AFTER_PASSES * n * k if self.polish == "auto" else 0
 
         # a gap check costs n K row operations: spend as much on the epochs in between (shrunk epochs
         # are cheap), or a quarter of it when the shrinking rule signals convergence at its tolerance
         check_work = n * k
-        shrink_tol, work = 1.0, 0  # liblinear starts at max(10 eps, 1)
+        shrink_tol, work, total_work = 1.0, 0, 0  # liblinear starts at max(10 eps, 1)
         in_storage_order = False
         bar = tqdm(
             range(1, self.max_iter + 1), disable=not self.progress, desc="CS-SVM dual", leave=False
@@ -571,6 +579,7 @@ class CrammerSingerSVC:
                 not in_storage_order,
             )
             work += epoch_work
+            total_work += epoch_work
             unshrink = stopping < shrink_tol
             if work >= check_work or (unshrink and 4 * work >= check_work) or epoch_work == 0:
                 cert, work = check(weight), 0
@@ -580,7 +589,11 @@ class CrammerSingerSVC:
                     exact = check(weight)
                     if self._meets(exact):
                         return self._solution(alpha, epoch, weight, exact, phi.device)
-                elif polish_at is not None and cert.weight_bound <= polish_at:
+                elif (
+                    polish_at is not None
+                    and cert.weight_bound <= polish_at
+                    and total_work >= polish_after
+                ):
                     polished, polished_weight, polished_cert = self._polish(
                         X, labels, alpha, weight, sq_norms, cert, check
                     )
