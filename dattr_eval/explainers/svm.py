@@ -49,8 +49,8 @@ certificate is better, and is certified like any other iterate.
 
 Both stop when the certificate meets ``rtol`` (and the relative gap ``(P + D) / P`` meets ``tol``
 when given), checked with one ``Phi W^T`` product (every epoch for ``block``; for ``sequential``,
-compiled too, once the epochs since the last check have done as many length-``d`` row operations
-as the check's ``n K``, or a quarter of that when liblinear's rule is about to unshrink). A check
+compiled too, once the epochs since the last check have done four times as many length-``d`` row
+operations as the check's ``n K``, or half of that when liblinear's rule is about to unshrink). A check
 that passes is repeated on ``W`` recomputed from ``alpha`` (the running ``W`` drifts by rounding);
 the solver goes on if that exact check fails. ``converged_`` is the certificate of the returned
 ``alpha`` on ``W`` recomputed from it (its feasibility measured once more), never the loop's
@@ -555,9 +555,11 @@ class CrammerSingerSVC:
         polish_at = POLISH_BOUND if self._polishes(n, k * X.shape[1]) else None
         polish_after = POLISH_AFTER_PASSES * n * k if self.polish == "auto" else 0
 
-        # a gap check costs n K row operations: spend as much on the epochs in between (shrunk epochs
-        # are cheap), or a quarter of it when the shrinking rule signals convergence at its tolerance
-        check_work = n * k
+        # a gap check costs n K row operations: spend four times as much on the epochs in between
+        # (shrunk epochs are cheap), or half of that when the shrinking rule signals convergence at
+        # its tolerance (at once as much, or a quarter, checks took a quarter of the time on the
+        # 60k Fashion-MNIST features at C = 1e-3)
+        check_work = 4 * n * k
         shrink_tol, work, total_work = 1.0, 0, 0  # liblinear starts at max(10 eps, 1)
         in_storage_order = False
         bar = tqdm(
@@ -581,7 +583,7 @@ class CrammerSingerSVC:
             work += epoch_work
             total_work += epoch_work
             unshrink = stopping < shrink_tol
-            if work >= check_work or (unshrink and 4 * work >= check_work) or epoch_work == 0:
+            if work >= check_work or (unshrink and 2 * work >= check_work) or epoch_work == 0:
                 cert, work = check(weight), 0
                 bar.set_postfix(bound=f"{cert.weight_bound:.1e}")
                 if self._meets(cert):
