@@ -8,8 +8,10 @@ levels and certificate — and every metric of the benchmark for the three regim
 Optionally (``--fmnist-features``, the .npz that benchmarks/dualview_speed.py caches) the rule's
 support / bound fractions on Fashion-MNIST CNN features subsampled to several N.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/dualview_regimes.py \\
+    DATTR_EVAL_CACHE=$(mktemp -d) OMP_NUM_THREADS=1 .venv/bin/python benchmarks/dualview_regimes.py \\
         [--out /tmp/dualview_regimes] [--fmnist-features /tmp/dattr_eval_fmnist_features.npz]
+
+(an empty cache: the benchmark models are then trained here, at one torch thread)
 """
 
 from __future__ import annotations
@@ -159,8 +161,12 @@ def write(rows, results, mislabel, sweep, sizes, load_before) -> None:
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. {os.cpu_count()} CPU cores "
         "(shared with other jobs), GPU: none (no device was lent to this task). Load average "
         f"(1/5/15 min) {'/'.join(f'{v:.2f}' for v in load_before)} before, "
-        f"{'/'.join(f'{v:.2f}' for v in load_after)} after. torch {torch.__version__}.\n"
-        f"Command: `.venv/bin/python benchmarks/{' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}`\n\n"
+        f"{'/'.join(f'{v:.2f}' for v in load_after)} after. torch {torch.__version__}, "
+        f"{torch.get_num_threads()} torch thread(s); the benchmark models come from the model cache "
+        "(`DATTR_EVAL_CACHE`), trained at the thread count of the run that filled it: here an empty "
+        "cache, so at this count (the cache does not key on it).\n"
+        f"Command: `DATTR_EVAL_CACHE={os.environ.get('DATTR_EVAL_CACHE', '(unset)')} "
+        f".venv/bin/python benchmarks/{' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}`\n\n"
         "Rule: `C_ = C_scale / (n_train * mean ||phi||^2)`; `dualview` (alias `dualview_mid`) has "
         "C_scale = 5e3 (the paper's C = 1e-3 on MNIST, N = 60,000), `dualview_dense` 50 "
         "(C = 1e-5), `dualview_sparse` 5e5 (C = 1e-1). Support: max_c |alpha_jc| >= 1e-6 C_; at "
