@@ -17,6 +17,7 @@ support / bound fractions on Fashion-MNIST CNN features subsampled to several N.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -75,6 +76,7 @@ def metric_table(
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """All metrics for the three regimes; mislabel detection by self-influence kind; a C_scale sweep."""
     instances = {regime: explainers.create(name) for regime, name in REGIMES.items()}
+    instances["random (reference)"] = explainers.create("random")
     results = dattr_eval.evaluate(list(names), instances, out_dir=out / "regimes", progress=False)
     kinds = {
         f"default, self_influence_kind={kind}": explainers.create(
@@ -124,7 +126,8 @@ def n_rows(path: Path, sizes=(6000, 20000, 60000)) -> list[dict]:
 
 
 def pivot(results: pd.DataFrame, column: str) -> str:
-    """Markdown table: rows = benchmark / metric, columns = explainer labels, cells = score."""
+    """Markdown table: rows = benchmark / metric, columns = explainer labels, cells = ``column``
+    ± the half-width of the row's 95 % bootstrap interval (where the evaluator gave one)."""
     scores = (
         results[(results.kind == "metric") & (results.status == "ok")]
         if "kind" in results
@@ -135,8 +138,14 @@ def pivot(results: pd.DataFrame, column: str) -> str:
     for (bench, metric), group in scores.groupby(["benchmark", "metric"], sort=False):
         cells = []
         for label in labels:
-            hit = group[group.explainer == label][column]
-            cells.append(f"{float(hit.iloc[0]):.3f}" if len(hit) else "")
+            hit = group[group.explainer == label]
+            if not len(hit):
+                cells.append("")
+                continue
+            row = hit.iloc[0]
+            half = (float(row.ci_high) - float(row.ci_low)) / 2 if "ci_low" in hit else math.nan
+            interval = f" ± {half:.3f}" if math.isfinite(half) else ""
+            cells.append(f"{float(row[column]):.3f}{interval}")
         lines.append(f"| {bench} | {metric} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
 
@@ -181,9 +190,9 @@ def write(rows, results, mislabel, sweep, sizes, load_before) -> None:
         + diag
         + "\n## All metrics, three settings\n\n"
         "`dattr_eval.evaluate(BENCHMARKS, {setting: explainer}, out_dir=...)`, each benchmark's "
-        "own metrics; score as reported by the evaluator (mislabel detection: normalised AUC of "
-        "the self-influence ranking, random ~0.5; confidence intervals will be quoted once the "
-        "evaluator reports them).\n\n"
+        "own metrics, with `random` as the reference; score ± the half-width of its paired 95 % "
+        "bootstrap interval as the evaluator reports it (mislabel detection: normalised AUC of the "
+        "self-influence ranking).\n\n"
         + pivot(results, "score")
         + "\n## Mislabel detection on digits-mislabel by self-influence kind (default setting)\n\n"
         + pivot(mislabel, "score")

@@ -11,7 +11,8 @@ solution depends on the solver's path, which changed since (certified stopping, 
 polish, the storage-order pass after unshrinking) and moves the weight-randomised score by up to
 0.12. Those rows were regenerated with the code of commit 9ddd642 at ``tol=1e-13`` (the toy grid
 below, that commit's package first on ``PYTHONPATH``, one torch thread); the test runs DualView at
-a certified relative weight error of 1e-7. The two agree to 1e-8 relative.
+a certified relative weight error of 1e-5 (above the certificate's rounding floor on these
+features, ~2e-6). The scores agree within the test's 1e-5 relative tolerance (to 1e-8 at 1e-7).
 """
 
 import json
@@ -69,7 +70,7 @@ def grid():
     )
     expl = {
         "random": explainers.create("random", seed=1),
-        "dualview": explainers.create("dualview", C=1e-3, rtol=1e-7, tol=None, max_iter=10**6),
+        "dualview": explainers.create("dualview", C=1e-3, rtol=1e-5, tol=None),
         "grad_dot": explainers.create("grad_dot"),
         "representer": explainers.create("representer"),
         "feature_similarity": explainers.create("feature_similarity"),
