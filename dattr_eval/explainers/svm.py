@@ -90,16 +90,16 @@ CERTIFY_CHUNK = 65536
 #: the sequential solver polishes (``svm_polish``) once its certified relative weight error is below
 #: this, and again after every tenfold improvement of coordinate descent
 POLISH_BOUND = 0.1
-#: and only once coordinate descent has done this many passes' worth of row operations (``n K``
-#: each): on the 60k x 64 Fashion-MNIST features it certified C <= 1e-3 alone within 13 to 18 (sooner
-#: than with a polish), while at C = 0.1 its bound reaches POLISH_BOUND only after about 55
-#: (benchmarks/results/dualview_speed.md)
+#: ``polish="auto"`` waits until coordinate descent has done about what a polish costs, ``(K d)^3 /
+#: (3 d)`` length-``d`` row operations (one factorisation of its ``K d`` Newton matrix in row
+#: operations; a polish takes ~10, at BLAS speed, some ten times that of descent's row operations),
+#: and at least this many passes' worth (``n K`` row operations each). Descent that certifies sooner
+#: is left alone: on the 60k x 64 Fashion-MNIST features it certified C <= 1e-3 alone within 13 to
+#: 18 passes' worth (sooner than with a polish), while at C = 0.1 its bound reaches POLISH_BOUND only
+#: after about 55 (benchmarks/results/dualview_speed.md). On 1,797 digits the cost is 76 passes'
+#: worth: small C never polishes there, large C and stalled descent (the sparse regime on a
+#: weight-randomised model: 100k epochs uncertified before) do.
 POLISH_AFTER_PASSES = 20
-#: ``polish="auto"`` polishes when there are at least this many samples per entry of ``W``. The
-#: gain was measured at 60k x 64, 10 classes (benchmarks/results/dualview_speed.md); on digits
-#: (1,797 x 64, rtol 1e-4) the polish was slower at C <= 0.1 and faster at C = 1, so "auto" keeps
-#: such problems (and the digits benchmarks' solutions) on plain coordinate descent
-POLISH_MIN_ROWS = 8
 
 
 class ConvergenceWarning(UserWarning):
@@ -382,9 +382,10 @@ class CrammerSingerSVC:
             replaces ``alpha`` if its exact certificate is better (then again at every tenfold
             improvement); a polished point is certified like any other. ``True``: whenever ``K d``
             (``d`` with the intercept column) is at most ``svm_polish.MAX_NEWTON_SIZE``; ``"auto"``:
-            also needs ``n >= POLISH_MIN_ROWS K d`` and ``POLISH_AFTER_PASSES`` passes' worth of
-            coordinate descent (before either, coordinate descent finishes first); ``False``: plain
-            liblinear-style coordinate descent.
+            also waits until coordinate descent has done about as much work as a polish costs
+            (at least ``POLISH_AFTER_PASSES`` passes' worth), so that descent which certifies
+            sooner is left alone; ``False``: plain liblinear-style
+            coordinate descent.
 
     Fitted attributes: ``dual_coef_ (n, K)`` float64 whatever ``dtype`` (alpha; column m = class m;
     the values the certificate is about), ``coef_ (K, d)`` in ``dtype`` (``== dual_coef_.T @ X``
@@ -511,11 +512,14 @@ class CrammerSingerSVC:
             return "block"
         return "sequential"
 
-    def _polishes(self, n: int, newton_size: int) -> bool:
-        """Whether the sequential solver polishes ``n`` samples with ``K d = newton_size``."""
-        if self.polish is False or newton_size > svm_polish.MAX_NEWTON_SIZE:
-            return False
-        return self.polish is True or n >= POLISH_MIN_ROWS * newton_size
+    def _polish_after(self, n: int, k: int, d: int) -> float | None:
+        """Row operations of coordinate descent before the sequential solver may polish ``n``
+        samples, ``k`` classes, ``d`` columns (``None``: never; 0 for ``polish=True``)."""
+        if self.polish is False or k * d > svm_polish.MAX_NEWTON_SIZE:
+            return None
+        if self.polish is True:
+            return 0.0
+        return max((k * d) ** 3 / (3 * d), POLISH_AFTER_PASSES * n * k)
 
     def _meets(self, cert: Certificate) -> bool:
         """Whether ``cert`` satisfies the requested tolerances (and feasibility)."""
@@ -550,10 +554,10 @@ class CrammerSingerSVC:
             loss, gap, scale = kernels.cs_gap_terms(X, labels, w, a, C)
             return certificate(float(np.einsum("ij,ij->", w, w)), loss, gap, scale, C, max_norm)
 
-        # polish once the certified bound is at most polish_at (None: never), for "auto" not before
-        # POLISH_AFTER_PASSES passes' worth of coordinate descent
-        polish_at = POLISH_BOUND if self._polishes(n, k * X.shape[1]) else None
-        polish_after = POLISH_AFTER_PASSES * n * k if self.polish == "auto" else 0
+        # polish once the certified bound is at most polish_at (None: never) and descent has done
+        # polish_after row operations
+        polish_after = self._polish_after(n, k, X.shape[1])
+        polish_at = None if polish_after is None else POLISH_BOUND
 
         # a gap check costs n K row operations: spend four times as much on the epochs in between
         # (shrunk epochs are cheap), or half of that when the shrinking rule signals convergence at
