@@ -126,7 +126,7 @@ def test_auto_polishes_a_stalled_descent_on_a_small_problem(digits):
     assert auto.n_polish_iter_ > 0 and auto.n_iter_ < plain.n_iter_
 
 
-def test_auto_polishes_many_samples_per_weight():
+def test_auto_polishes_clusters_where_descent_stalls():
     x, y = clusters(3, n=2000, d=4, k=3)
     fitted = CrammerSingerSVC(C=1.0, rtol=CLUSTER_RTOL).fit(x, y, 3)
     assert fitted.converged_ and fitted.n_polish_iter_ > 0

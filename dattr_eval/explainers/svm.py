@@ -384,8 +384,7 @@ class CrammerSingerSVC:
             (``d`` with the intercept column) is at most ``svm_polish.MAX_NEWTON_SIZE``; ``"auto"``:
             also waits until coordinate descent has done about as much work as a polish costs
             (at least ``POLISH_AFTER_PASSES`` passes' worth), so that descent which certifies
-            sooner is left alone; ``False``: plain liblinear-style
-            coordinate descent.
+            sooner is left alone; ``False``: plain liblinear-style coordinate descent.
 
     Fitted attributes: ``dual_coef_ (n, K)`` float64 whatever ``dtype`` (alpha; column m = class m;
     the values the certificate is about), ``coef_ (K, d)`` in ``dtype`` (``== dual_coef_.T @ X``
@@ -395,8 +394,8 @@ class CrammerSingerSVC:
     ``primal_objective_``, ``dual_objective_``, ``duality_gap_`` (relative),
     ``weight_error_bound_`` (certified ``||W - W*|| / ||W*||``), ``n_iter_`` (epochs),
     ``converged_`` (the final float64 certificate meets ``rtol`` / ``tol`` and ``alpha`` is
-    feasible to 1e-9 C), ``method_`` (the solver used), ``n_polish_iter_`` (interior-point iterations of the polish, all
-    tries; 0 without it), ``fit_seconds_`` (wall time of the solve,
+    feasible to 1e-9 C), ``method_`` (the solver used), ``n_polish_iter_`` (interior-point
+    iterations of the polish, all tries; 0 without it), ``fit_seconds_`` (wall time of the solve,
     synchronised on CUDA; excludes loading the compiled ``sequential`` kernels, about 2 s once per
     process, and compiling them, once per installation).
     """
@@ -615,7 +614,7 @@ class CrammerSingerSVC:
             # once: in storage order it streams X instead of jumping through it (a full pass in
             # about two thirds of the time) and the certified fits were as fast or faster across
             # seeds (benchmarks/results/dualview_speed.md); every other epoch is shuffled
-            in_storage_order = bool(unshrink)
+            in_storage_order = unshrink
             if unshrink:
                 active, shrink_tol = n, shrink_tol / 2
                 n_active[:] = k

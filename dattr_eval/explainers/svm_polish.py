@@ -334,7 +334,8 @@ def newton_matrix(problem: RestrictedDual, weights: np.ndarray, out: np.ndarray)
     k, d = problem.weight_rest.shape
     rows, (first, second) = problem.pair_rows, problem.pair_classes.T
     pair_of = np.repeat(np.arange(len(first)), np.diff(problem.pair_starts))
-    coef = weights[rows, first[pair_of]] * (weights[rows, second[pair_of]] / weights[rows].sum(1))
+    total = weights.sum(1)
+    coef = weights[rows, first[pair_of]] * (weights[rows, second[pair_of]] / total[rows])
     scaled = problem.pair_features * np.sqrt(coef)[:, None]
     blocks = out.reshape(k, d, k, d)
     out[:] = 0.0
